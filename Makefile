@@ -1,0 +1,45 @@
+# The README's commands. `make demo` and `make test` build .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PALITUNE_HOME ?= $(CURDIR)/workspace
+DAGSTER_HOME ?= $(PALITUNE_HOME)/dagster
+export PALITUNE_HOME DAGSTER_HOME
+# Nothing calls home, nothing downloads at run time.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup demo test ui lint clean
+
+setup: $(VENV)/.installed
+
+# torch first, pinned by constraints.txt to the CPU wheel (an unpinned torch pulls CUDA).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml: configs/dagster/dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp $< $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions --config configs/dagster/run_config.yaml
+	$(BIN)/palitune summary
+
+test: setup
+	$(BIN)/python -m pytest
+
+ui: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf workspace

@@ -1,0 +1,1 @@
+"""The data contract: schema, tasks, synthetic generators, validation and DVC versions."""

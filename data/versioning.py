@@ -1,0 +1,97 @@
+"""Dataset versions with DVC: the DVC hash of a dataset folder is the dataset's identity.
+
+The workspace is a DVC repository without git (``dvc init --no-scm``) whose default remote
+is a local folder; at scale the remote is S3/GCS/Azure and nothing else changes. A version
+can be restored from its hash alone (``restore_dataset``), on any machine that reaches the
+remote.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REMOTE_NAME = "default"
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """A dataset folder as DVC versioned it."""
+
+    path: Path
+    hash: str  # md5 of the folder listing (DVC's ``.dir`` object), without the suffix
+    dvc_file: Path
+    files: int
+    size: int
+
+
+def ensure_repo(root: Path, remote: Path) -> None:
+    """Make ``root`` a DVC repository (no git) whose default remote is the folder ``remote``."""
+    from dvc.repo import Repo
+
+    root, remote = Path(root).resolve(), Path(remote).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    remote.mkdir(parents=True, exist_ok=True)
+    if not (root / ".dvc").is_dir():
+        Repo.init(str(root), no_scm=True)
+    with Repo(str(root)) as repo, repo.config.edit() as conf:
+        conf["core"]["remote"] = REMOTE_NAME
+        conf["core"]["analytics"] = False
+        conf["remote"][REMOTE_NAME] = {"url": str(remote)}
+
+
+def read_dvc_file(dvc_file: Path) -> tuple[str, int, int]:
+    """The hash, file count and size recorded in a ``.dvc`` file of a folder."""
+    out = yaml.safe_load(Path(dvc_file).read_text())["outs"][0]
+    md5 = str(out["md5"])
+    if not md5.endswith(".dir"):
+        raise ValueError(f"{dvc_file}: outs[0].md5: {md5!r} is not a folder hash")
+    return md5.removesuffix(".dir"), int(out.get("nfiles", 0)), int(out.get("size", 0))
+
+
+def recorded_hash(dataset_dir: Path) -> str | None:
+    """The hash in the ``.dvc`` file beside ``dataset_dir``; ``None`` if it was never versioned."""
+    dataset_dir = Path(dataset_dir)
+    dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
+    return read_dvc_file(dvc_file)[0] if dvc_file.is_file() else None
+
+
+def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> DatasetVersion:
+    """``dvc add`` the dataset folder and push it to the default remote.
+
+    The same bytes always give the same hash; re-versioning an unchanged folder is cheap.
+
+    Raises:
+        dvc.exceptions.DvcException: when adding or pushing fails; the previous ``.dvc``
+            file is then left as it was.
+    """
+    from dvc.repo import Repo
+
+    root, dataset_dir = Path(root).resolve(), Path(dataset_dir).resolve()
+    with Repo(str(root)) as repo:
+        repo.add(str(dataset_dir))
+        dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
+        if push:
+            repo.push(targets=[str(dvc_file)])
+    digest, files, size = read_dvc_file(dvc_file)
+    return DatasetVersion(path=dataset_dir, hash=digest, dvc_file=dvc_file, files=files, size=size)
+
+
+def restore_dataset(root: Path, digest: str, dest: Path) -> DatasetVersion:
+    """Materialise the dataset version ``digest`` at ``dest`` from the remote.
+
+    Only the hash is needed: a ``.dvc`` file naming it is written and pulled.
+    """
+    from dvc.repo import Repo
+
+    root, dest = Path(root).resolve(), Path(dest).resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dvc_file = dest.with_name(dest.name + ".dvc")
+    dvc_file.write_text(yaml.safe_dump({"outs": [{"md5": f"{digest}.dir", "path": dest.name, "hash": "md5"}]}))
+    with Repo(str(root)) as repo:
+        repo.pull(targets=[str(dvc_file)])
+    return DatasetVersion(path=dest, hash=digest, dvc_file=dvc_file, files=0, size=0)

@@ -1,0 +1,1 @@
+"""Batched generation, the field's metrics, and evaluation reports."""

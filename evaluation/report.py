@@ -1,0 +1,63 @@
+"""Evaluation reports: aggregate metrics plus one scored prediction per example."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPORT_FILE = "report.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+@dataclass
+class ScoredPrediction:
+    id: str
+    prefix: str
+    prediction: str
+    answers: list[str]
+    score: float
+
+
+@dataclass
+class EvaluationReport:
+    """What one model scored on one split of one dataset version."""
+
+    task: str
+    split: str
+    model: str  # what was evaluated: a base reference, or base + adapter folder
+    dataset_hash: str | None
+    metrics: dict[str, float]  # named task/split/metric, e.g. "vqa/test/vqa_accuracy"
+    predictions: list[ScoredPrediction] = field(default_factory=list)
+
+    @property
+    def primary_metric(self) -> str:
+        return next(iter(self.metrics))
+
+    @property
+    def primary_value(self) -> float:
+        return self.metrics[self.primary_metric]
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("predictions")
+        return {**data, "examples": len(self.predictions)}
+
+    def write(self, folder: Path) -> Path:
+        """Write ``report.json`` (summary) and ``predictions.jsonl`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / REPORT_FILE).write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
+        lines = (json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in self.predictions)
+        (folder / PREDICTIONS_FILE).write_text("".join(lines), encoding="utf-8")
+        return folder
+
+    @classmethod
+    def read(cls, folder: Path) -> EvaluationReport:
+        folder = Path(folder)
+        summary = json.loads((folder / REPORT_FILE).read_text())
+        summary.pop("examples", None)
+        lines = (folder / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()
+        predictions = [ScoredPrediction(**json.loads(line)) for line in lines if line.strip()]
+        return cls(**summary, predictions=predictions)

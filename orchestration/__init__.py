@@ -1,0 +1,1 @@
+"""Dagster glue: assets, resources and checks over the palitune packages. Thin by design."""

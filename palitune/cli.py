@@ -1,0 +1,123 @@
+"""The ``palitune`` command: every stage by hand, without Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from data.workspace import Workspace
+
+
+def _base_build(args: argparse.Namespace, ws: Workspace) -> int:
+    from training.model_loading import TINY_DIR_NAME
+    from training.tiny_base import TinyBaseSpec, build_tiny_base
+
+    out = Path(args.out) if args.out else ws.models / TINY_DIR_NAME
+    print(build_tiny_base(out, TinyBaseSpec(seed=args.seed)))
+    return 0
+
+
+def _data_synth(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.synthetic import SplitSizes, write_shapes_vqa
+
+    out = Path(args.out) if args.out else ws.datasets / "vqa"
+    print(write_shapes_vqa(out, seed=args.seed, sizes=SplitSizes(args.train, args.val, args.test)))
+    return 0
+
+
+def _data_version(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.versioning import ensure_repo, version_dataset
+
+    ensure_repo(ws.root, ws.dvc_remote)
+    version = version_dataset(ws.root, Path(args.dataset))
+    print(json.dumps({"hash": version.hash, "files": version.files, "dvc_file": str(version.dvc_file)}))
+    return 0
+
+
+def _data_checkout(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.versioning import ensure_repo, restore_dataset
+
+    ensure_repo(ws.root, ws.dvc_remote)
+    print(restore_dataset(ws.root, args.hash, Path(args.out)).path)
+    return 0
+
+
+def _train(args: argparse.Namespace, ws: Workspace) -> int:
+    from training.train import main
+
+    return main(["--config", args.config, *args.overrides])
+
+
+def _evaluate(args: argparse.Namespace, ws: Workspace) -> int:
+    from evaluation.run import evaluate
+    from training.model_loading import resolve_base
+
+    base = resolve_base(args.model, ws.models)
+    report = evaluate(base, Path(args.dataset), adapter_dir=Path(args.adapter) if args.adapter else None,
+                      split=args.split)
+    if args.output:
+        report.write(Path(args.output))
+    print(json.dumps(report.summary(), indent=2))
+    return 0
+
+
+def _summary(args: argparse.Namespace, ws: Workspace) -> int:
+    from palitune.summary import print_summary
+
+    return print_summary(ws, task=args.task)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="palitune", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    base = sub.add_parser("base", help="base models").add_subparsers(dest="action", required=True)
+    build = base.add_parser("build", help="write the tiny local PaliGemma under the workspace")
+    build.add_argument("--out", help="folder (default: <workspace>/models/tiny-paligemma)")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(func=_base_build)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
+    synth = data.add_parser("synth", help="render the synthetic shapes VQA dataset")
+    synth.add_argument("--out", help="folder (default: <workspace>/datasets/vqa)")
+    synth.add_argument("--seed", type=int, default=0)
+    for split, n in (("train", 2000), ("val", 100), ("test", 200)):
+        synth.add_argument(f"--{split}", type=int, default=n, help=f"{split} examples (default {n})")
+    synth.set_defaults(func=_data_synth)
+    version = data.add_parser("version", help="DVC-version a dataset folder and push it")
+    version.add_argument("dataset")
+    version.set_defaults(func=_data_version)
+    checkout = data.add_parser("checkout", help="restore a dataset version from its hash")
+    checkout.add_argument("hash")
+    checkout.add_argument("--out", required=True)
+    checkout.set_defaults(func=_data_checkout)
+
+    train = sub.add_parser("train", help="fine-tune (same as python -m training.train)")
+    train.add_argument("--config", required=True)
+    train.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluation").add_subparsers(dest="action", required=True)
+    run = evaluate.add_parser("run", help="generate on a split and score it")
+    run.add_argument("--model", required=True, help="'tiny', a hub id or a local path")
+    run.add_argument("--adapter", help="adapter folder to apply to the model")
+    run.add_argument("--dataset", required=True)
+    run.add_argument("--split", default="test")
+    run.add_argument("--output", help="folder for report.json and predictions.jsonl")
+    run.set_defaults(func=_evaluate)
+
+    summary = sub.add_parser("summary", help="where to look: MLflow run, model versions, aliases, data")
+    summary.add_argument("--task", default="vqa")
+    summary.set_defaults(func=_summary)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args, Workspace.from_env()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

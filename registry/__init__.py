@@ -1,0 +1,1 @@
+"""MLflow: runs, adapter versions with lineage, aliases, promotion."""

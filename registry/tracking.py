@@ -1,0 +1,60 @@
+"""MLflow tracking: one client per tracking URI, experiments with a known artifact root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from evaluation.report import EvaluationReport
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    """A client bound to ``tracking_uri`` (and registry URI), independent of globals."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
+    """The id of experiment ``name``, created with artifacts under ``artifact_root`` if new.
+
+    Without an explicit location MLflow writes ``./mlruns`` in the current directory.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = (Path(artifact_root) / name).resolve().as_uri()
+    return str(client.create_experiment(name, artifact_location=location))
+
+
+def open_run(client: MlflowClient, experiment: str, artifact_root: Path, *, run_name: str,
+             tags: dict[str, str]) -> str:
+    """Create a run that training, evaluation and registration all log into; returns its id."""
+    experiment_id = ensure_experiment(client, experiment, artifact_root)
+    return str(client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id)
+
+
+def log_evaluation(client: MlflowClient, run_id: str, report: EvaluationReport, folder: Path,
+                   *, label: str) -> None:
+    """Log a report's metrics (``<label>/<task>/<split>/<metric>``) and its files."""
+    metrics = [Metric(f"{label}/{key}", value, 0, 0) for key, value in report.metrics.items()]
+    client.log_batch(run_id, metrics=metrics)
+    client.log_artifacts(run_id, str(report.write(folder)), artifact_path=f"evaluation/{label}")
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
+    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
+    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+
+
+def run_url(tracking_uri: str, run_id: str, experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+    """Where the run shows in an MLflow UI started on this tracking store."""
+    return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"

@@ -1,0 +1,53 @@
+"""Load a PaliGemma base: the tiny local preset, a local folder or a hub id, one code path.
+
+``tiny`` is built on first use under the workspace's ``models/`` folder; every other
+reference goes straight to ``from_pretrained`` (safetensors only, no remote code).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoProcessor, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+
+from training.tiny_base import build_tiny_base, tiny_base_is_current
+
+TINY_PRESET = "tiny"
+TINY_DIR_NAME = "tiny-paligemma"
+
+
+def resolve_base(ref: str, models_dir: Path) -> str:
+    """The ``from_pretrained`` reference for ``ref``; builds the tiny base when asked for it."""
+    if ref != TINY_PRESET:
+        return ref
+    path = Path(models_dir) / TINY_DIR_NAME
+    if not tiny_base_is_current(path):
+        build_tiny_base(path)
+    return str(path)
+
+
+def load_processor(ref: str) -> PaliGemmaProcessor:
+    """The processor of a resolved base reference (or of an adapter folder that holds one)."""
+    processor = AutoProcessor.from_pretrained(ref, trust_remote_code=False)
+    if not isinstance(processor, PaliGemmaProcessor):
+        raise TypeError(f"{ref}: expected a PaliGemmaProcessor, found {type(processor).__name__}")
+    return processor
+
+
+def load_base(ref: str, *, dtype: torch.dtype = torch.float32) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
+    """Model and processor of a resolved base reference (a folder or a hub id)."""
+    model = PaliGemmaForConditionalGeneration.from_pretrained(ref, dtype=dtype, use_safetensors=True)
+    return model, load_processor(ref)
+
+
+def load_finetuned(base_ref: str, adapter_dir: Path) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
+    """The base with a LoRA adapter applied (or a fully fine-tuned model folder)."""
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        return load_base(str(adapter_dir))
+    from peft import PeftModel
+
+    model, _ = load_base(base_ref)
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    return model.eval(), load_processor(str(adapter_dir))  # type: ignore[return-value]
