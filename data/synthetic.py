@@ -38,7 +38,10 @@ class SplitSizes:
         return int(getattr(self, split))
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], fill: tuple[int, int, int]) -> None:
+Box = tuple[int, int, int, int]
+
+
+def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple[int, int, int]) -> None:
     x0, y0, x1, y1 = box
     if shape == "circle":
         draw.ellipse(box, fill=fill)

@@ -12,8 +12,15 @@ from training.collate import generation_batch
 
 
 @torch.inference_mode()
-def generate_answers(model: torch.nn.Module, processor, root: Path, examples: Sequence[Example], *,
-                     batch_size: int = 64, max_new_tokens: int = 16) -> list[str]:
+def generate_answers(
+    model: torch.nn.Module,
+    processor,
+    root: Path,
+    examples: Sequence[Example],
+    *,
+    batch_size: int = 64,
+    max_new_tokens: int = 16,
+) -> list[str]:
     """Greedy-decode the suffix for each example, in input order.
 
     Prompts are left-padded, so the new tokens of every row start at the same column; only

@@ -10,15 +10,45 @@ from collections.abc import Sequence
 _PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
 _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-            "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+_NUMBERS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _ARTICLES = {"a", "an", "the"}
-_CONTRACTIONS = {"aint": "ain't", "arent": "aren't", "cant": "can't", "couldnt": "couldn't",
-                 "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't",
-                 "hasnt": "hasn't", "havent": "haven't", "isnt": "isn't", "its": "it's",
-                 "shouldnt": "shouldn't", "thats": "that's", "theres": "there's", "wasnt": "wasn't",
-                 "werent": "weren't", "whats": "what's", "wont": "won't", "wouldnt": "wouldn't",
-                 "youre": "you're", "youve": "you've"}
+_CONTRACTIONS = {
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldnt": "couldn't",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "isnt": "isn't",
+    "its": "it's",
+    "shouldnt": "shouldn't",
+    "thats": "that's",
+    "theres": "there's",
+    "wasnt": "wasn't",
+    "werent": "weren't",
+    "whats": "what's",
+    "wont": "won't",
+    "wouldnt": "wouldn't",
+    "youre": "you're",
+    "youve": "you've",
+}
 
 
 def _process_punctuation(text: str) -> str:

@@ -13,8 +13,16 @@ from evaluation.report import EvaluationReport, ScoredPrediction
 from training.model_loading import load_base, load_finetuned
 
 
-def evaluate(base_ref: str, dataset_dir: Path, *, adapter_dir: Path | None = None, split: str = "test",
-             batch_size: int = 64, max_new_tokens: int = 16, limit: int | None = None) -> EvaluationReport:
+def evaluate(
+    base_ref: str,
+    dataset_dir: Path,
+    *,
+    adapter_dir: Path | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    max_new_tokens: int = 16,
+    limit: int | None = None,
+) -> EvaluationReport:
     """Generate on ``split`` and score every example with its task's metric.
 
     Args:
@@ -32,14 +40,16 @@ def evaluate(base_ref: str, dataset_dir: Path, *, adapter_dir: Path | None = Non
         model, processor = load_base(base_ref)
     else:
         model, processor = load_finetuned(base_ref, adapter_dir)
-    outputs = generate_answers(model, processor, dataset_dir, examples, batch_size=batch_size,
-                               max_new_tokens=max_new_tokens)
+    outputs = generate_answers(
+        model, processor, dataset_dir, examples, batch_size=batch_size, max_new_tokens=max_new_tokens
+    )
     metric = METRICS[task.metric]
     predictions = []
     for example, output in zip(examples, outputs, strict=True):
         answers = example.answers or [example.suffix]
         prediction = task.parse_output(output)
-        predictions.append(ScoredPrediction(example.id, example.prefix, prediction, answers, metric(prediction, answers)))
+        score = metric(prediction, answers)
+        predictions.append(ScoredPrediction(example.id, example.prefix, prediction, answers, score))
     value = sum(p.score for p in predictions) / max(len(predictions), 1)
     return EvaluationReport(
         task=task.name,

@@ -55,8 +55,9 @@ def _evaluate(args: argparse.Namespace, ws: Workspace) -> int:
     from training.model_loading import resolve_base
 
     base = resolve_base(args.model, ws.models)
-    report = evaluate(base, Path(args.dataset), adapter_dir=Path(args.adapter) if args.adapter else None,
-                      split=args.split)
+    report = evaluate(
+        base, Path(args.dataset), adapter_dir=Path(args.adapter) if args.adapter else None, split=args.split
+    )
     if args.output:
         report.write(Path(args.output))
     print(json.dumps(report.summary(), indent=2))

@@ -27,9 +27,13 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
     for v in versions:
         aliases = ",".join(sorted(aliases_of.get(str(v.version), []))) or "-"
         tags = v.tags
-        metrics = {k.removeprefix("palitune.metric."): val for k, val in tags.items() if k.startswith("palitune.metric.")}
-        print(f"  v{v.version:<3} aliases={aliases:<28} dataset={tags.get('palitune.dataset_hash')} "
-              f"metrics={metrics} decision={tags.get('palitune.promotion.reason', '-')}")
+        metrics = {
+            k.removeprefix("palitune.metric."): val for k, val in tags.items() if k.startswith("palitune.metric.")
+        }
+        print(
+            f"  v{v.version:<3} aliases={aliases:<28} dataset={tags.get('palitune.dataset_hash')} "
+            f"metrics={metrics} decision={tags.get('palitune.promotion.reason', '-')}"
+        )
         if CHAMPION in aliases_of.get(str(v.version), []):
             champion = v
     if champion is None:
@@ -44,5 +48,7 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
 
 
 def _untrained_score(metrics: dict[str, float]) -> str:
-    return ", ".join(f"{k.removeprefix('untrained/')}={v:.3f}" for k, v in metrics.items()
-                     if k.startswith("untrained/")) or "-"
+    return (
+        ", ".join(f"{k.removeprefix('untrained/')}={v:.3f}" for k, v in metrics.items() if k.startswith("untrained/"))
+        or "-"
+    )

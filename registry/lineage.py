@@ -11,17 +11,30 @@ def git_state(repo: Path | None = None) -> tuple[str, bool]:
     working tree differs from it; ``("unknown", True)`` outside a git checkout."""
     cwd = str(repo or Path.cwd())
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown", True
     return commit, bool(status.strip())
 
 
-def lineage_tags(*, dataset_hash: str | None, base_model: str, config_hash: str, task: str,
-                 dagster_run_id: str | None = None, repo: Path | None = None) -> dict[str, str]:
+def lineage_tags(
+    *,
+    dataset_hash: str | None,
+    base_model: str,
+    config_hash: str,
+    task: str,
+    dagster_run_id: str | None = None,
+    repo: Path | None = None,
+) -> dict[str, str]:
     """Tags every run and model version carries."""
     commit, dirty = git_state(repo)
     tags = {

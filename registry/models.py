@@ -30,8 +30,9 @@ class RegisteredVersion:
         return f"models:/{self.name}/{self.version}"
 
 
-def register_adapter(client: MlflowClient, run_id: str, adapter_dir: Path, name: str,
-                     tags: dict[str, str]) -> RegisteredVersion:
+def register_adapter(
+    client: MlflowClient, run_id: str, adapter_dir: Path, name: str, tags: dict[str, str]
+) -> RegisteredVersion:
     """Upload the adapter folder to the run, register it as a new version, alias it
     ``challenger``.
 

@@ -34,8 +34,9 @@ class Decision:
         }
 
 
-def decide(challenger: EvaluationReport, baseline: EvaluationReport, baseline_kind: str,
-           *, margin: float = 0.0) -> Decision:
+def decide(
+    challenger: EvaluationReport, baseline: EvaluationReport, baseline_kind: str, *, margin: float = 0.0
+) -> Decision:
     """Promote when the challenger's primary metric beats the baseline's by more than
     ``margin``, both scored on the same examples of the same dataset version.
 
@@ -71,9 +72,16 @@ def apply_decision(client: MlflowClient, name: str, version: str, decision: Deci
 ChampionEvaluator = Callable[[ModelVersion, Path], EvaluationReport]
 
 
-def run_promotion(client: MlflowClient, name: str, version: str, challenger: EvaluationReport,
-                  untrained: EvaluationReport, evaluate_version: ChampionEvaluator, *,
-                  margin: float = 0.0) -> tuple[Decision, str | None]:
+def run_promotion(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    challenger: EvaluationReport,
+    untrained: EvaluationReport,
+    evaluate_version: ChampionEvaluator,
+    *,
+    margin: float = 0.0,
+) -> tuple[Decision, str | None]:
     """Compare the new version with the current champion on the challenger's test set.
 
     With no champion yet, the baseline is the untrained base scored on that set. The

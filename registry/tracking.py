@@ -32,15 +32,13 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> s
     return str(client.create_experiment(name, artifact_location=location))
 
 
-def open_run(client: MlflowClient, experiment: str, artifact_root: Path, *, run_name: str,
-             tags: dict[str, str]) -> str:
+def open_run(client: MlflowClient, experiment: str, artifact_root: Path, *, run_name: str, tags: dict[str, str]) -> str:
     """Create a run that training, evaluation and registration all log into; returns its id."""
     experiment_id = ensure_experiment(client, experiment, artifact_root)
     return str(client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id)
 
 
-def log_evaluation(client: MlflowClient, run_id: str, report: EvaluationReport, folder: Path,
-                   *, label: str) -> None:
+def log_evaluation(client: MlflowClient, run_id: str, report: EvaluationReport, folder: Path, *, label: str) -> None:
     """Log a report's metrics (``<label>/<task>/<split>/<metric>``) and its files."""
     metrics = [Metric(f"{label}/{key}", value, 0, 0) for key, value in report.metrics.items()]
     client.log_batch(run_id, metrics=metrics)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-class Method(str, Enum):
+class Method(StrEnum):
     LORA = "lora"
     FULL = "full"
 
@@ -94,7 +94,5 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # t
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        problems = "\n".join(
-            f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
+        problems = "\n".join(f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path or 'config'}: {err.error_count()} invalid field(s)\n{problems}") from None

@@ -35,13 +35,16 @@ def load_processor(ref: str) -> PaliGemmaProcessor:
     return processor
 
 
-def load_base(ref: str, *, dtype: torch.dtype = torch.float32) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
+Loaded = tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]
+
+
+def load_base(ref: str, *, dtype: torch.dtype = torch.float32) -> Loaded:
     """Model and processor of a resolved base reference (a folder or a hub id)."""
     model = PaliGemmaForConditionalGeneration.from_pretrained(ref, dtype=dtype, use_safetensors=True)
     return model, load_processor(ref)
 
 
-def load_finetuned(base_ref: str, adapter_dir: Path) -> tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]:
+def load_finetuned(base_ref: str, adapter_dir: Path) -> Loaded:
     """The base with a LoRA adapter applied (or a fully fine-tuned model folder)."""
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from data.atomic import staged_dir
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     GemmaConfig,
@@ -27,6 +26,8 @@ from transformers import (
     SiglipVisionConfig,
 )
 from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+from data.atomic import staged_dir
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]  # ids 0..4, Gemma's order
 BYTE_TOKENS = [f"<0x{i:02X}>" for i in range(256)]  # byte fallback: any text encodes

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from transformers import get_cosine_schedule_with_warmup
 
 from data.atomic import staged_dir
-from data.schema import Example, read_split
+from data.schema import read_split
 from data.versioning import recorded_hash
 from data.workspace import Workspace
 from training.collate import TrainCollator
@@ -62,8 +62,13 @@ def _batches(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
         epoch += 1
 
 
-def train(config: RunConfig, workspace: Workspace | None = None, *, tracking_uri: str | None = None,
-          mlflow_run_id: str | None = None) -> TrainResult:
+def train(
+    config: RunConfig,
+    workspace: Workspace | None = None,
+    *,
+    tracking_uri: str | None = None,
+    mlflow_run_id: str | None = None,
+) -> TrainResult:
     """Run one fine-tune as ``config`` says; returns where the adapter is and how it went.
 
     Args:
@@ -101,14 +106,20 @@ def train(config: RunConfig, workspace: Workspace | None = None, *, tracking_uri
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
     data_hash = recorded_hash(dataset_dir)
-    params = {**_flatten(config.model_dump(mode="json")), "base_model_path": base_ref,
-              "dataset_hash": data_hash, "trainable_params": trainable, "processes": accelerator.num_processes}
+    params = {
+        **_flatten(config.model_dump(mode="json")),
+        "base_model_path": base_ref,
+        "dataset_hash": data_hash,
+        "trainable_params": trainable,
+        "processes": accelerator.num_processes,
+    }
     run_name = f"{config.task}-{config.method.value}"
-    accelerator.init_trackers(config.experiment, config=params,
-                              init_kwargs={"mlflow": {"run_id": mlflow_run_id, "run_name": run_name}})
+    accelerator.init_trackers(
+        config.experiment, config=params, init_kwargs={"mlflow": {"run_id": mlflow_run_id, "run_name": run_name}}
+    )
     model.train()
     loss_value = float("nan")
-    for step, batch in zip(range(1, config.steps + 1), _batches(loader)):
+    for step, batch in zip(range(1, config.steps + 1), _batches(loader), strict=False):
         if step == 1:
             preflight(batch)
         loss = model(**batch).loss
@@ -168,8 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
     result = train(config)
-    print(json.dumps({"adapter_dir": str(result.adapter_dir), "final_loss": result.final_loss,
-                      "mlflow_run_id": result.mlflow_run_id}))
+    print(
+        json.dumps(
+            {
+                "adapter_dir": str(result.adapter_dir),
+                "final_loss": result.final_loss,
+                "mlflow_run_id": result.mlflow_run_id,
+            }
+        )
+    )
     return 0
 
 

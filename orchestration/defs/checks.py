@@ -1,8 +1,5 @@
 """Blocking checks: a failing one stops everything downstream of its asset."""
 
-
-from pathlib import Path
-
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
 from data.schema import SPLITS, DataError, read_split
@@ -21,8 +18,11 @@ def dataset_is_valid(workspace: WorkspaceResource) -> AssetCheckResult:
             problems.append(str(err))
     missing = [split for split, n in counts.items() if n == 0]
     problems += [f"{root / split}.jsonl: empty split" for split in missing]
-    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
-                            metadata={"counts": counts, "problems": "\n".join(problems) or "none"})
+    return AssetCheckResult(
+        passed=not problems,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={"counts": counts, "problems": "\n".join(problems) or "none"},
+    )
 
 
 ALL = [dataset_is_valid]

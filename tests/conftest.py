@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny PaliGemma and a small synthetic dataset, built once per session.
+
+Nothing here touches the network: the hub is switched off and every model and dataset is
+built locally.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests use their own stores, never a user's
+os.environ.pop("MLFLOW_RUN_ID", None)
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from data.synthetic import SplitSizes, write_shapes_vqa  # noqa: E402
+from training.tiny_base import build_tiny_base  # noqa: E402
+
+SMALL = SplitSizes(train=64, val=8, test=16)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny PaliGemma folder, as ``palitune base build`` writes it."""
+    return build_tiny_base(tmp_path_factory.mktemp("models") / "tiny-paligemma")
+
+
+@pytest.fixture(scope="session")
+def small_vqa(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic VQA dataset folder (64/8/16 examples). Treat as read-only."""
+    return write_shapes_vqa(tmp_path_factory.mktemp("data") / "vqa", sizes=SMALL)

@@ -1,0 +1,72 @@
+"""Training runs as users launch it: as a module and under ``accelerate launch``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from data.synthetic import write_shapes_vqa
+from data.versioning import ensure_repo, version_dataset
+from tests.conftest import SMALL
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "tiny" / "64px_vqa_lora.yaml"
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ensure_repo(tmp_path, tmp_path / "dvc-remote")
+    version_dataset(tmp_path, write_shapes_vqa(tmp_path / "datasets" / "vqa", sizes=SMALL))
+    return tmp_path
+
+
+def _launch(prefix: list[str], workspace: Path, tiny_base: Path) -> dict:
+    env = {**os.environ, "PALITUNE_HOME": str(workspace), "MLFLOW_TRACKING_URI": f"sqlite:///{workspace}/mlflow.db"}
+    overrides = [f"base_model={tiny_base}", "steps=6", "batch_size=4", "log_every=2"]
+    proc = subprocess.run(
+        [*prefix, "-m", "training.train", "--config", str(CONFIG), *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _assert_run_recorded(workspace: Path, result: dict) -> None:
+    adapter = Path(result["adapter_dir"])
+    assert adapter == workspace / "runs" / "tiny-vqa-lora" / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "tokenizer.json").is_file(), "the processor travels with the adapter"
+    assert not list(adapter.rglob("*.bin")) and not list(adapter.rglob("*.pt"))
+    assert not [p for p in adapter.parent.iterdir() if p.name.startswith(".")], "no staging folder left"
+
+    client = MlflowClient(f"sqlite:///{workspace}/mlflow.db")
+    run = client.get_run(result["mlflow_run_id"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [2, 4, 6]
+    assert run.data.params["lora.rank"] == "16"
+    assert len(run.data.params["dataset_hash"]) == 32
+    assert run.info.status == "FINISHED"
+
+
+def test_python_module_launch(workspace: Path, tiny_base: Path) -> None:
+    _assert_run_recorded(workspace, _launch([sys.executable], workspace, tiny_base))
+
+
+@pytest.mark.slow
+def test_accelerate_launch(workspace: Path, tiny_base: Path) -> None:
+    accelerate = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "configs" / "accelerate" / "cpu.yaml"),
+    ]
+    _assert_run_recorded(workspace, _launch(accelerate, workspace, tiny_base))
