@@ -139,8 +139,9 @@ def build_model(spec: TinyBaseSpec, processor: PaliGemmaProcessor) -> PaliGemmaF
         image_token_index=processor.image_token_id,
         projection_dim=spec.text_hidden,  # must equal the text hidden size
     )
-    torch.manual_seed(spec.seed)
-    model = PaliGemmaForConditionalGeneration(config)
+    with torch.random.fork_rng():  # seeded weights without touching the caller's RNG
+        torch.manual_seed(spec.seed)
+        model = PaliGemmaForConditionalGeneration(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model.eval()

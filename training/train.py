@@ -20,7 +20,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from transformers import get_cosine_schedule_with_warmup
+from transformers import PaliGemmaProcessor, get_cosine_schedule_with_warmup
 
 from data.atomic import staged_dir
 from data.schema import read_split
@@ -83,20 +83,11 @@ def train(
         torch.set_num_threads(config.num_threads)
     _use_tracking_store(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or workspace.mlflow_tracking_uri)
     accelerator = Accelerator(log_with="mlflow", project_dir=str(workspace.mlflow_artifacts))
-    set_seed(config.seed)
-
     base_ref = resolve_base(config.base_model, workspace.models)
+    set_seed(config.seed)  # after a possible base build: same run, same LoRA init
     model, processor = load_base(base_ref)
     model, trainable = prepare_model(model, config)
-    examples = read_split(dataset_dir, "train")
-    loader = DataLoader(
-        examples,  # type: ignore[arg-type]
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(examples) >= config.batch_size,
-        collate_fn=TrainCollator(processor, dataset_dir),
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    loader = _make_loader(config, processor, dataset_dir)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.learning_rate,
@@ -117,24 +108,13 @@ def train(
     accelerator.init_trackers(
         config.experiment, config=params, init_kwargs={"mlflow": {"run_id": mlflow_run_id, "run_name": run_name}}
     )
-    model.train()
-    loss_value = float("nan")
-    for step, batch in zip(range(1, config.steps + 1), _batches(loader), strict=False):
-        if step == 1:
-            preflight(batch)
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % config.log_every == 0 or step == config.steps:
-            loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
-            accelerator.log({"train/loss": loss_value, "train/lr": scheduler.get_last_lr()[0]}, step=step)
-            accelerator.print(f"step {step}/{config.steps} loss {loss_value:.4f}")
-
+    try:
+        final_loss = _train_loop(accelerator, model, optimizer, scheduler, loader, config)
+    except BaseException:
+        _end_mlflow_run("FAILED", accelerator)
+        raise
     run_id = _active_mlflow_run_id(accelerator)
-    result = TrainResult(output_dir / "adapter", base_ref, data_hash, loss_value, config.steps, trainable, run_id)
+    result = TrainResult(output_dir / "adapter", base_ref, data_hash, final_loss, config.steps, trainable, run_id)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with staged_dir(result.adapter_dir) as tmp:
@@ -144,6 +124,48 @@ def train(
             (tmp / RUN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     accelerator.end_training()
     return result
+
+
+def _make_loader(config: RunConfig, processor: PaliGemmaProcessor, dataset_dir: Path) -> DataLoader:
+    examples = read_split(dataset_dir, "train")
+    return DataLoader(
+        examples,  # type: ignore[arg-type]
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(examples) >= config.batch_size,
+        collate_fn=TrainCollator(processor, dataset_dir),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
+def _train_loop(accelerator: Accelerator, model, optimizer, scheduler, loader: DataLoader, config: RunConfig) -> float:
+    """The optimizer steps; returns the mean loss of the last logging window."""
+    model.train()
+    window_loss, window_steps, logged = torch.zeros(()), 0, float("nan")
+    for step, batch in zip(range(1, config.steps + 1), _batches(loader), strict=False):
+        if step == 1:
+            preflight(batch)
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        window_loss, window_steps = window_loss + loss.detach().float().cpu(), window_steps + 1
+        if step % config.log_every == 0 or step == config.steps:
+            mean = accelerator.reduce(window_loss.to(accelerator.device) / window_steps, reduction="mean")
+            logged = float(mean.item())
+            accelerator.log({"train/loss": logged, "train/lr": scheduler.get_last_lr()[0]}, step=step)
+            accelerator.print(f"step {step}/{config.steps} loss {logged:.4f}")
+            window_loss, window_steps = torch.zeros(()), 0
+    return logged
+
+
+def _end_mlflow_run(status: str, accelerator: Accelerator) -> None:
+    if accelerator.is_main_process:
+        import mlflow
+
+        mlflow.end_run(status=status)
 
 
 def _use_tracking_store(uri: str) -> None:

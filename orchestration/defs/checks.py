@@ -3,7 +3,7 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
 
 from data.schema import SPLITS, DataError, read_split
-from orchestration.defs.assets import raw_dataset
+from orchestration.defs.dataset_assets import raw_dataset
 from orchestration.defs.resources import WorkspaceResource
 
 

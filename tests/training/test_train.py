@@ -70,3 +70,18 @@ def test_accelerate_launch(workspace: Path, tiny_base: Path) -> None:
         str(REPO / "configs" / "accelerate" / "cpu.yaml"),
     ]
     _assert_run_recorded(workspace, _launch(accelerate, workspace, tiny_base))
+
+
+def test_same_config_same_adapter_whether_or_not_the_base_was_built(workspace: Path, tmp_path: Path) -> None:
+    from data.workspace import Workspace
+    from training.config import load_config
+    from training.train import train
+
+    layout = Workspace(workspace)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    adapters = []
+    for run in ("builds-base", "reuses-base"):
+        config = load_config(CONFIG, ["steps=3", "batch_size=4", f"output_dir=runs/{run}"])
+        adapter_dir = train(config, layout, tracking_uri=uri).adapter_dir
+        adapters.append((adapter_dir / "adapter_model.safetensors").read_bytes())
+    assert adapters[0] == adapters[1]
