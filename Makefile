@@ -32,7 +32,8 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions --config configs/dagster/run_config.yaml
 	$(BIN)/palitune summary
 
-test: setup
+# Lint and types first (seconds), then the suite.
+test: lint
 	$(BIN)/python -m pytest
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml
@@ -40,6 +41,7 @@ ui: setup $(DAGSTER_HOME)/dagster.yaml
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf workspace

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
+from transformers import PaliGemmaProcessor
 
 from data.schema import Example
 from training.collate import generation_batch
 
 
+class Generator(Protocol):
+    """A PaliGemma, plain or wrapped by peft: anything with ``generate``."""
+
+    def eval(self) -> Any: ...
+
+    def generate(self, **inputs: Any) -> torch.Tensor: ...
+
+
 @torch.inference_mode()
 def generate_answers(
-    model: torch.nn.Module,
-    processor,
+    model: Generator,
+    processor: PaliGemmaProcessor,
     root: Path,
     examples: Sequence[Example],
     *,

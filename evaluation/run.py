@@ -10,7 +10,7 @@ from data.versioning import recorded_hash
 from evaluation.generate import generate_answers
 from evaluation.metrics import METRICS
 from evaluation.report import EvaluationReport, ScoredPrediction
-from training.model_loading import load_base, load_finetuned
+from training.model_loading import load_for_inference
 
 
 def evaluate(
@@ -36,10 +36,7 @@ def evaluate(
     if len(tasks) != 1:
         raise ValueError(f"{dataset_dir}/{split}.jsonl: expected one task, found {sorted(tasks)}")
     task = get_task(tasks.pop())
-    if adapter_dir is None:
-        model, processor = load_base(base_ref)
-    else:
-        model, processor = load_finetuned(base_ref, adapter_dir)
+    model, processor = load_for_inference(base_ref, adapter_dir)
     outputs = generate_answers(
         model, processor, dataset_dir, examples, batch_size=batch_size, max_new_tokens=max_new_tokens
     )

@@ -36,7 +36,7 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
         )
         if CHAMPION in aliases_of.get(str(v.version), []):
             champion = v
-    if champion is None:
+    if champion is None or champion.run_id is None:
         print("no champion yet")
         return 1
     run = client.get_run(champion.run_id)

@@ -7,6 +7,7 @@ reference goes straight to ``from_pretrained`` (safetensors only, no remote code
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoProcessor, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
@@ -44,13 +45,15 @@ def load_base(ref: str, *, dtype: torch.dtype = torch.float32) -> Loaded:
     return model, load_processor(ref)
 
 
-def load_finetuned(base_ref: str, adapter_dir: Path) -> Loaded:
-    """The base with a LoRA adapter applied (or a fully fine-tuned model folder)."""
+def load_for_inference(base_ref: str, adapter_dir: Path | None = None) -> tuple[Any, PaliGemmaProcessor]:
+    """The base alone, the base with a LoRA adapter applied, or a fully fine-tuned folder."""
+    if adapter_dir is None:
+        return load_base(base_ref)
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         return load_base(str(adapter_dir))
     from peft import PeftModel
 
-    model, _ = load_base(base_ref)
-    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
-    return model.eval(), load_processor(str(adapter_dir))  # type: ignore[return-value]
+    base, _ = load_base(base_ref)
+    model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+    return model.eval(), load_processor(str(adapter_dir))

@@ -89,7 +89,8 @@ def train_tokenizer(spec: TinyBaseSpec) -> GemmaTokenizer:
     bpe.train_from_iterator([" " + line for line in corpus] + corpus, trainer=trainer)
     state = json.loads(bpe.to_str())["model"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
-    return GemmaTokenizer(vocab=state["vocab"], merges=merges)
+    # tokenizers wants (left, right) pairs here, whatever the hint says
+    return GemmaTokenizer(vocab=state["vocab"], merges=merges)  # type: ignore[arg-type]
 
 
 def build_processor(spec: TinyBaseSpec) -> PaliGemmaProcessor:
@@ -100,7 +101,7 @@ def build_processor(spec: TinyBaseSpec) -> PaliGemmaProcessor:
         image_std=[0.5, 0.5, 0.5],
     )
     # PaliGemmaProcessor reads this to expand <image>; it is None unless set.
-    image_processor.image_seq_length = spec.image_seq_length
+    image_processor.image_seq_length = spec.image_seq_length  # type: ignore[attr-defined]
     return PaliGemmaProcessor(image_processor=image_processor, tokenizer=train_tokenizer(spec))
 
 

@@ -85,8 +85,8 @@ def train(
     accelerator = Accelerator(log_with="mlflow", project_dir=str(workspace.mlflow_artifacts))
     base_ref = resolve_base(config.base_model, workspace.models)
     set_seed(config.seed)  # after a possible base build: same run, same LoRA init
-    model, processor = load_base(base_ref)
-    model, trainable = prepare_model(model, config)
+    base, processor = load_base(base_ref)
+    model, trainable = prepare_model(base, config)
     loader = _make_loader(config, processor, dataset_dir)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad],
