@@ -37,9 +37,11 @@ class Example:
     task: str
     id: str
     answers: list[str] = field(default_factory=list)
+    boxes: list[list[Any]] = field(default_factory=list)  # [[x0, y0, x1, y1, "label"], ...] in pixels
+    fields: dict[str, Any] = field(default_factory=dict)  # extraction targets
 
     def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if v not in ([], None)}
+        record = {k: v for k, v in asdict(self).items() if v not in ([], {}, None)}
         return json.dumps(record, ensure_ascii=False, sort_keys=False)
 
 
@@ -56,6 +58,10 @@ def _parse_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
     answers = record.get("answers", [])
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise DataError(path, lineno, "answers", "must be a list of strings")
+    if not isinstance(record.get("boxes", []), list):
+        raise DataError(path, lineno, "boxes", "must be a list of [x0, y0, x1, y1, label]")
+    if not isinstance(record.get("fields", {}), dict):
+        raise DataError(path, lineno, "fields", "must be a JSON object")
     return record
 
 

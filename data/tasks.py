@@ -1,35 +1,117 @@
 """The task table: each task's prompt prefix, how its target renders to the suffix, how
 generated text parses back, and which metric scores it. See DESIGN.md "Tasks".
 
-The metric is named here and implemented in ``evaluation.metrics`` (``data`` imports no
-other palitune package).
+A task's *target* is what the labelled data holds: a string (caption, answer, text), a list
+of pixel boxes (detect) or a mapping of fields (extract). Metrics are named here and
+implemented in ``evaluation.metrics`` (``data`` imports no other palitune package).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from data.loc_tokens import decode_boxes, encode_boxes
+
+
+class OutputParseError(ValueError):
+    """Generated text that does not parse as the task's output (e.g. invalid JSON)."""
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    width: int
+    height: int
+
+
+def _text(target: Any, size: ImageSize | None = None) -> str:
+    if not isinstance(target, str) or not target.strip():
+        raise ValueError(f"expected a non-empty string target, got {target!r}")
+    return " ".join(target.split())
+
+
+def _parse_text(text: str, size: ImageSize | None = None, **_: Any) -> str:
+    return text.strip()
+
+
+def _render_boxes(target: Any, size: ImageSize | None = None) -> str:
+    if size is None:
+        raise ValueError("detection targets need the image size to place location tokens")
+    return encode_boxes(target, size.width, size.height)
+
+
+def _parse_boxes(text: str, size: ImageSize | None = None, labels: Sequence[str] | None = None, **_: Any) -> Any:
+    if size is None:
+        raise ValueError("decoding location tokens needs the image size")
+    return decode_boxes(text, size.width, size.height, labels)
+
+
+def _render_json(target: Any, size: ImageSize | None = None) -> str:
+    if not isinstance(target, dict) or not target:
+        raise ValueError(f"expected a non-empty mapping of fields, got {target!r}")
+    return json.dumps(target, sort_keys=True, ensure_ascii=False)
+
+
+def _parse_json(text: str, size: ImageSize | None = None, **_: Any) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise OutputParseError(f"invalid JSON: {err.msg} at column {err.colno}") from None
+    if not isinstance(value, dict):
+        raise OutputParseError(f"expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 @dataclass(frozen=True)
 class Task:
-    """How one vision task is phrased for PaliGemma and scored."""
+    """How one vision task is phrased for PaliGemma, rendered, parsed back and scored.
+
+    Attributes:
+        prefix_template: the prompt, formatted with the example's fields.
+        metric: name of the metric in ``evaluation.metrics``.
+        render: target -> suffix text (image size needed by ``detect``).
+        parse: generated text -> target-shaped value; raises ``OutputParseError``.
+    """
 
     name: str
     prefix_template: str
     metric: str
-    render_suffix: Callable[[str], str] = str.strip
-    parse_output: Callable[[str], str] = str.strip
+    render: Callable[[Any, ImageSize | None], str] = _text
+    parse: Callable[..., Any] = _parse_text
 
-    def prefix(self, **fields: str) -> str:
+    def prefix(self, **fields: Any) -> str:
         """The prompt prefix, e.g. ``answer en what colour is the circle?``."""
         return self.prefix_template.format(**fields)
+
+    def render_suffix(self, target: Any, size: ImageSize | None = None) -> str:
+        return self.render(target, size)
+
+    def parse_output(self, text: str, size: ImageSize | None = None, **context: Any) -> Any:
+        return self.parse(text, size, **context)
+
+
+def detect_prefix(labels: Sequence[str]) -> str:
+    """``detect cat ; dog``: the classes to look for, in a stable order."""
+    return "detect " + " ; ".join(sorted(dict.fromkeys(label.strip() for label in labels)))
+
+
+def extract_prefix(fields: Sequence[str]) -> str:
+    """``extract date ; total``: the fields to read, in a stable order."""
+    return "extract " + " ; ".join(sorted(dict.fromkeys(fields)))
 
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
+        Task("caption", "caption en", metric="cider"),
         Task("vqa", "answer en {question}", metric="vqa_accuracy"),
+        Task("docvqa", "answer en {question}", metric="anls"),
+        Task("chartqa", "answer en {question}", metric="relaxed_accuracy"),
+        Task("ocr", "ocr", metric="ocr_exact_match"),
+        Task("detect", "detect {labels}", metric="coco_map", render=_render_boxes, parse=_parse_boxes),
+        Task("extract", "extract {fields}", metric="field_f1", render=_render_json, parse=_parse_json),
     ]
 }
 
