@@ -8,11 +8,15 @@ remote.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from data.schema import DataError
 
 REMOTE_NAME = "default"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -94,4 +98,71 @@ def restore_dataset(root: Path, digest: str, dest: Path) -> DatasetVersion:
     dvc_file.write_text(yaml.safe_dump({"outs": [{"md5": f"{digest}.dir", "path": dest.name, "hash": "md5"}]}))
     with Repo(str(root)) as repo:
         repo.pull(targets=[str(dvc_file)])
-    return DatasetVersion(path=dest, hash=digest, dvc_file=dvc_file, files=0, size=0)
+    verify_dataset(dest, root)
+    files = list(_files(dest))
+    return DatasetVersion(dest, digest, dvc_file, files=len(files), size=sum(p.stat().st_size for p in files))
+
+
+def find_repo_root(path: Path) -> Path | None:
+    """The DVC repository holding ``path``: the nearest parent with a ``.dvc`` folder."""
+    for parent in Path(path).resolve().parents:
+        if (parent / ".dvc").is_dir():
+            return parent
+    return None
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def version_listing(root: Path, digest: str) -> dict[str, str]:
+    """Relative path -> md5 of every file of version ``digest``, from the DVC cache."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        listing = Path(repo.cache.local.oid_to_path(f"{digest}.dir"))
+    if not listing.is_file():
+        raise DataError(listing, None, None, f"dataset version {digest} is not in the DVC cache; pull it first")
+    return {entry["relpath"]: entry["md5"] for entry in json.loads(listing.read_text())}
+
+
+def verify_dataset(dataset_dir: Path, root: Path | None = None) -> str:
+    """Check every file of ``dataset_dir`` against the md5s of the version it claims to be.
+
+    Returns:
+        The version's hash.
+
+    Raises:
+        DataError: listing every changed, missing or extra file, or when the folder was
+            never versioned.
+    """
+    dataset_dir = Path(dataset_dir).resolve()
+    digest = recorded_hash(dataset_dir)
+    root = root or find_repo_root(dataset_dir)
+    if digest is None or root is None:
+        raise DataError(dataset_dir, None, None, "not a versioned dataset (run: palitune data version)")
+    expected = version_listing(root, digest)
+    actual = {str(p.relative_to(dataset_dir)): p for p in _files(dataset_dir)}
+    problems = [f"{rel}: missing" for rel in sorted(expected.keys() - actual.keys())]
+    problems += [f"{rel}: not part of the version" for rel in sorted(actual.keys() - expected.keys())]
+    problems += [
+        f"{rel}: md5 differs" for rel in sorted(expected.keys() & actual.keys()) if _md5(actual[rel]) != expected[rel]
+    ]
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DataError(
+            dataset_dir,
+            None,
+            None,
+            f"does not match dataset version {digest} "
+            f"(restore it: palitune data checkout {digest} --out DIR):\n  {shown}",
+        )
+    return digest

@@ -24,7 +24,7 @@ from transformers import PaliGemmaProcessor, get_cosine_schedule_with_warmup
 
 from data.atomic import staged_dir
 from data.schema import read_split
-from data.versioning import recorded_hash
+from data.versioning import recorded_hash, verify_dataset
 from data.workspace import Workspace
 from training.collate import TrainCollator
 from training.config import RunConfig, load_config
@@ -83,6 +83,8 @@ def train(
         torch.set_num_threads(config.num_threads)
     _use_tracking_store(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or workspace.mlflow_tracking_uri)
     accelerator = Accelerator(log_with="mlflow", project_dir=str(workspace.mlflow_artifacts))
+    # A versioned dataset must still be that version, byte for byte.
+    data_hash = verify_dataset(dataset_dir) if recorded_hash(dataset_dir) else None
     base_ref = resolve_base(config.base_model, workspace.models)
     set_seed(config.seed)  # after a possible base build: same run, same LoRA init
     base, processor = load_base(base_ref)
@@ -96,7 +98,6 @@ def train(
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * config.steps), config.steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
-    data_hash = recorded_hash(dataset_dir)
     params = {
         **_flatten(config.model_dump(mode="json")),
         "base_model_path": base_ref,

@@ -3,8 +3,11 @@
 import shutil
 from pathlib import Path
 
+import pytest
+
+from data.schema import DataError
 from data.synthetic import SplitSizes, write_shapes_vqa
-from data.versioning import ensure_repo, recorded_hash, restore_dataset, version_dataset
+from data.versioning import ensure_repo, recorded_hash, restore_dataset, verify_dataset, version_dataset
 
 SIZES = SplitSizes(train=12, val=4, test=4)
 
@@ -52,3 +55,33 @@ def test_re_rendering_is_byte_identical(tmp_path: Path) -> None:
     other_seed = _files(write_shapes_vqa(tmp_path / "three", sizes=SIZES, seed=1))
     assert other_seed != first
     shutil.rmtree(tmp_path / "three")
+
+
+def test_changed_files_are_refused_until_restored(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    ensure_repo(root, tmp_path / "remote")
+    dataset = write_shapes_vqa(root / "datasets" / "vqa", sizes=SIZES)
+    digest = version_dataset(root, dataset).hash
+    assert verify_dataset(dataset) == digest
+
+    (dataset / "images" / "train-00001.png").write_bytes(b"not the same image")
+    (dataset / "images" / "test-00000.png").unlink()
+    (dataset / "notes.txt").write_text("extra")
+    with pytest.raises(DataError) as raised:
+        verify_dataset(dataset)
+    message = str(raised.value)
+    assert f"does not match dataset version {digest}" in message
+    assert "images/train-00001.png: md5 differs" in message
+    assert "images/test-00000.png: missing" in message
+    assert "notes.txt: not part of the version" in message
+
+    shutil.rmtree(dataset)
+    restored = restore_dataset(root, digest, dataset)
+    assert verify_dataset(restored.path) == digest
+    assert restored.files == SIZES.train + SIZES.val + SIZES.test + 4  # images, 3 split files, manifest
+
+
+def test_unversioned_folders_cannot_be_verified(tmp_path: Path) -> None:
+    dataset = write_shapes_vqa(tmp_path / "vqa", sizes=SIZES)
+    with pytest.raises(DataError, match="not a versioned dataset"):
+        verify_dataset(dataset)

@@ -85,3 +85,16 @@ def test_same_config_same_adapter_whether_or_not_the_base_was_built(workspace: P
         adapter_dir = train(config, layout, tracking_uri=uri).adapter_dir
         adapters.append((adapter_dir / "adapter_model.safetensors").read_bytes())
     assert adapters[0] == adapters[1]
+
+
+def test_training_refuses_data_that_no_longer_matches_its_version(workspace: Path, tmp_path: Path) -> None:
+    from data.schema import DataError
+    from data.workspace import Workspace
+    from training.config import load_config
+    from training.train import train
+
+    (workspace / "datasets" / "vqa" / "images" / "train-00000.png").write_bytes(b"tampered")
+    config = load_config(CONFIG, ["steps=1", "batch_size=4"])
+    with pytest.raises(DataError, match="images/train-00000.png: md5 differs"):
+        train(config, Workspace(workspace), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert not (workspace / "runs").exists(), "nothing was trained or written"
