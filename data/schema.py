@@ -107,12 +107,35 @@ def iter_dataset(root: Path) -> Iterator[tuple[str, Example]]:
             yield split, example
 
 
+def _image_stats(root: Path, images: set[str]) -> dict[str, Any]:
+    from PIL import Image
+
+    sizes, total = [], 0
+    for name in sorted(images):
+        path = Path(root) / name
+        total += path.stat().st_size
+        with Image.open(path) as image:  # reads the header only
+            sizes.append(image.size)
+    if not sizes:
+        return {"count": 0, "bytes": 0}
+    widths, heights = [w for w, _ in sizes], [h for _, h in sizes]
+    return {
+        "count": len(sizes),
+        "bytes": total,
+        "width": [min(widths), max(widths)],
+        "height": [min(heights), max(heights)],
+    }
+
+
 def write_manifest(root: Path, **fields: Any) -> dict[str, Any]:
-    """Write ``manifest.json``: counts per split and task plus the given fields."""
+    """Write ``manifest.json``: schema version, counts per split and task, image statistics
+    (count, bytes, width and height ranges) plus the given fields (e.g. ``source``)."""
     counts: dict[str, dict[str, int]] = {}
+    images: set[str] = set()
     for split, example in iter_dataset(root):
         per_task = counts.setdefault(split, {})
         per_task[example.task] = per_task.get(example.task, 0) + 1
-    manifest = {"schema_version": SCHEMA_VERSION, "counts": counts, **fields}
+        images.add(example.image)
+    manifest = {"schema_version": SCHEMA_VERSION, "counts": counts, "images": _image_stats(root, images), **fields}
     (Path(root) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

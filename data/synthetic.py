@@ -118,8 +118,4 @@ def _render_shapes_vqa(out_dir: Path, *, seed: int, sizes: SplitSizes, image_siz
                 )
             )
         write_split(out_dir, split, examples)
-    write_manifest(
-        out_dir,
-        source={"generator": "shapes-vqa", "seed": seed, "image_size": image_size},
-        image_size=[image_size, image_size],
-    )
+    write_manifest(out_dir, source={"generator": "shapes-vqa", "seed": seed, "image_size": image_size})
