@@ -44,6 +44,23 @@ def _data_checkout(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def _data_ingest(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.sources import ingest
+
+    columns = dict(item.split("=", 1) for item in args.column) if args.column else None
+    out = ingest(
+        args.format,
+        Path(args.src),
+        Path(args.out),
+        task=args.task,
+        columns=columns,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
+    print(json.dumps({"dataset": str(out), **json.loads((out / "manifest.json").read_text())["counts"]}))
+    return 0
+
+
 def _train(args: argparse.Namespace, ws: Workspace) -> int:
     from training.train import main
 
@@ -71,6 +88,8 @@ def _summary(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from data.sources import FORMATS
+
     parser = argparse.ArgumentParser(prog="palitune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -87,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     for split, n in (("train", 2000), ("val", 100), ("test", 200)):
         synth.add_argument(f"--{split}", type=int, default=n, help=f"{split} examples (default {n})")
     synth.set_defaults(func=_data_synth)
+    ingest = data.add_parser("ingest", help="convert PaliGemma JSONL, Hugging Face or COCO data into a dataset")
+    ingest.add_argument("--format", required=True, choices=FORMATS)
+    ingest.add_argument("src", help="source folder")
+    ingest.add_argument("--out", required=True, help="dataset folder to write (replaced only on success)")
+    ingest.add_argument("--task", help="task of the examples (default: inferred from the source)")
+    ingest.add_argument(
+        "--column",
+        action="append",
+        metavar="ROLE=NAME",
+        help="hf only: map a role (image, question, answers, query, label, captions) to a column",
+    )
+    ingest.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of train carved into val when the source has none (default 0.1)",
+    )
+    ingest.add_argument("--seed", type=int, default=0, help="seed of that carving")
+    ingest.set_defaults(func=_data_ingest)
     version = data.add_parser("version", help="DVC-version a dataset folder and push it")
     version.add_argument("dataset")
     version.set_defaults(func=_data_version)

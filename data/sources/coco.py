@@ -1,0 +1,210 @@
+"""COCO JSON: ``annotations/instances_<split>.json`` (detection) or
+``annotations/captions_<split>.json`` (captioning), read with the standard ``json`` module.
+
+Images are looked up, in order, at ``<split>/<file_name>``, ``images/<split>/<file_name>``,
+``images/<file_name>`` and ``<file_name>`` under the root. Images without annotations are
+skipped (the manifest counts them), and so are crowd regions (``iscrowd: 1``), which COCO's own
+evaluation ignores rather than scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data.schema import DataError, Example
+from data.sources.common import Converted, ImageStore, canonical_split, confined_path
+from data.tasks import ImageSize, detect_prefix, get_task
+
+_FILE_PREFIX = {"detect": "instances_", "caption": "captions_"}
+_BOUNDS_TOLERANCE = 1.0  # pixels; COCO boxes overshoot the image edge by rounding
+
+
+@dataclass(frozen=True)
+class _SplitFile:
+    split: str  # palitune split
+    source_split: str  # as in the file name, e.g. train2017
+    path: Path
+    data: dict[str, Any]
+
+
+def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+    """Read every COCO annotation file of ``src``, copying the annotated images into ``store``.
+
+    Args:
+        task: ``detect`` or ``caption``; ``None`` picks ``detect`` when ``instances_*.json``
+            files exist, else ``caption``.
+
+    Raises:
+        DataError: no annotation file, an unknown split, invalid JSON, an unknown id, a bad
+            bbox, a missing image or a size that disagrees with the image file, located by
+            file and field (``annotations[12].bbox``).
+    """
+    task = task or ("detect" if list((src / "annotations").glob("instances_*.json")) else "caption")
+    if task not in _FILE_PREFIX:
+        raise ValueError(f"the coco format holds detect or caption examples, not {task!r}")
+    files = _split_files(src, _FILE_PREFIX[task])
+    splits: dict[str, list[Example]] = {}
+    skipped: dict[str, int] = {}
+    crowd: dict[str, int] = {}
+    if task == "detect":
+        labels = sorted({name for f in files for name in _categories(f).values()})
+        for f in files:
+            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, src, store, detect_prefix(labels))
+    else:
+        for f in files:
+            splits[f.split], skipped[f.split] = _captions(f, src, store)
+    info: dict[str, Any] = {"task": task, "files": {f.split: str(f.path.relative_to(src)) for f in files}}
+    info["skipped_images"] = skipped
+    if task == "detect":
+        info["skipped_crowd"] = crowd
+    return Converted(splits, info=info)
+
+
+def _split_files(src: Path, prefix: str) -> list[_SplitFile]:
+    paths = sorted((src / "annotations").glob(f"{prefix}*.json"))
+    if not paths:
+        raise DataError(src / "annotations", None, None, f"no {prefix}<split>.json file found")
+    files: dict[str, _SplitFile] = {}
+    for path in paths:
+        source_split = path.stem[len(prefix) :]
+        split = canonical_split(source_split)
+        if split is None:
+            raise DataError(path, None, "file name", f"unknown split {source_split!r}; expected train, val or test")
+        if split in files:
+            raise DataError(path, None, "file name", f"{files[split].path.name} already holds the {split} split")
+        files[split] = _SplitFile(split, source_split, path, _load(path))
+    return list(files.values())
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(path, err.lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(data, dict):
+        raise DataError(path, None, None, "expected a JSON object with images and annotations")
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise DataError(path, None, key, "missing or not a list")
+    return data
+
+
+def _categories(f: _SplitFile) -> dict[Any, str]:
+    categories = f.data.get("categories")
+    if not isinstance(categories, list) or not categories:
+        raise DataError(f.path, None, "categories", "missing or empty; detection needs the category names")
+    names: dict[Any, str] = {}
+    for i, category in enumerate(categories):
+        if not isinstance(category, dict) or not isinstance(category.get("name"), str) or not category["name"].strip():
+            raise DataError(f.path, None, f"categories[{i}].name", "missing or not a non-empty string")
+        names[category.get("id")] = category["name"].strip()
+    return names
+
+
+def _images(f: _SplitFile) -> dict[Any, int]:
+    """Image id -> its index in ``images``."""
+    index: dict[Any, int] = {}
+    for i, image in enumerate(f.data["images"]):
+        if not isinstance(image, dict) or image.get("id") is None:
+            raise DataError(f.path, None, f"images[{i}].id", "missing")
+        if image["id"] in index:
+            raise DataError(f.path, None, f"images[{i}].id", f"repeats the id of images[{index[image['id']]}]")
+        for key in ("width", "height"):
+            if not isinstance(image.get(key), int) or image[key] <= 0:
+                raise DataError(f.path, None, f"images[{i}].{key}", "missing or not a positive integer")
+        index[image["id"]] = i
+    return index
+
+
+def _store_image(f: _SplitFile, i: int, root: Path, store: ImageStore) -> tuple[str, ImageSize]:
+    """Copy ``images[i]`` in, after checking its declared size against the file."""
+    image = f.data["images"][i]
+    field = f"images[{i}].file_name"
+    name = confined_path(root, image.get("file_name"), file=f.path, line=None, field=field).relative_to(root)
+    bases = [f.source_split, f"images/{f.source_split}", "images", "."]
+    candidates = [confined_path(root, str(Path(base) / name), file=f.path, line=None, field=field) for base in bases]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        looked = ", ".join(str(c.relative_to(root)) for c in candidates)
+        raise DataError(f.path, None, field, f"image {str(name)!r} not found under {root} (looked at {looked})")
+    stored, (width, height) = store.add_file(path, file=f.path, line=None, field=field)
+    for key, real in (("width", width), ("height", height)):
+        if image[key] != real:
+            raise DataError(f.path, None, f"images[{i}].{key}", f"says {image[key]} but {path} has {key} {real}")
+    return stored, ImageSize(width, height)
+
+
+def _box(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[int, int], label: str) -> list[Any]:
+    """COCO ``[x, y, w, h]`` -> ``[x0, y0, x1, y1, label]`` in pixels, clamped to the image."""
+    bbox, field = annotation.get("bbox"), f"annotations[{k}].bbox"
+    if not (
+        isinstance(bbox, list)
+        and len(bbox) == 4
+        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in bbox)
+    ):
+        raise DataError(f.path, None, field, f"expected [x, y, width, height] in pixels, got {bbox!r}")
+    x, y, w, h = (float(v) for v in bbox)
+    width, height = size
+    if w <= 0 or h <= 0:
+        raise DataError(f.path, None, field, f"width and height must be positive, got {bbox!r}")
+    tol = _BOUNDS_TOLERANCE
+    if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+        raise DataError(f.path, None, field, f"{bbox!r} lies outside the {width}x{height} image")
+    corners = (max(0.0, x), max(0.0, y), min(float(width), x + w), min(float(height), y + h))
+    return [round(v, 2) for v in corners] + [label]
+
+
+def _detection(f: _SplitFile, root: Path, store: ImageStore, prefix: str) -> tuple[list[Example], int, int]:
+    """Examples of one detection file, the number of images skipped and of crowd regions."""
+    categories, images = _categories(f), _images(f)
+    boxes: dict[int, list[list[Any]]] = {}
+    crowd = 0
+    for k, annotation in enumerate(f.data["annotations"]):
+        i = _lookup(f, k, annotation, "image_id", images)
+        if annotation.get("iscrowd"):
+            crowd += 1
+            continue
+        label = _lookup(f, k, annotation, "category_id", categories)
+        image = f.data["images"][i]
+        boxes.setdefault(i, []).append(_box(f, k, annotation, (image["width"], image["height"]), label))
+    task, examples = get_task("detect"), []
+    for i in sorted(boxes):
+        stored, size = _store_image(f, i, root, store)
+        suffix = task.render_suffix(boxes[i], size)
+        example_id = f"{f.split}-{f.data['images'][i]['id']}"
+        examples.append(Example(stored, prefix, suffix, task.name, example_id, boxes=boxes[i]))
+    return examples, len(images) - len(boxes), crowd
+
+
+def _captions(f: _SplitFile, root: Path, store: ImageStore) -> tuple[list[Example], int]:
+    """Examples of one captions file (one per image, every caption an answer), and the
+    number of images skipped for having no caption."""
+    images = _images(f)
+    captions: dict[int, list[str]] = {}
+    for k, annotation in enumerate(f.data["annotations"]):
+        i = _lookup(f, k, annotation, "image_id", images)
+        caption = annotation.get("caption")
+        if not isinstance(caption, str) or not caption.strip():
+            raise DataError(f.path, None, f"annotations[{k}].caption", "missing or not a non-empty string")
+        captions.setdefault(i, []).append(" ".join(caption.split()))
+    task, examples = get_task("caption"), []
+    for i in sorted(captions):
+        stored, _ = _store_image(f, i, root, store)
+        example_id = f"{f.split}-{f.data['images'][i]['id']}"
+        suffix = task.render_suffix(captions[i][0])
+        examples.append(Example(stored, task.prefix(), suffix, task.name, example_id, answers=captions[i]))
+    return examples, len(images) - len(captions)
+
+
+def _lookup(f: _SplitFile, k: int, annotation: Any, key: str, known: dict[Any, Any]) -> Any:
+    """``known[annotation[key]]``: the image index or category name an annotation refers to."""
+    if not isinstance(annotation, dict):
+        raise DataError(f.path, None, f"annotations[{k}]", "expected a JSON object")
+    value = annotation.get(key)
+    if not isinstance(value, int | str) or value not in known:
+        raise DataError(f.path, None, f"annotations[{k}].{key}", f"{value!r} names no entry of the file")
+    return known[value]

@@ -1,0 +1,130 @@
+"""PaliGemma JSONL, as Roboflow exports it and maestro reads it.
+
+A folder holds ``_annotations.train.jsonl``, ``_annotations.valid.jsonl`` and
+``_annotations.test.jsonl`` beside the image files; each line is
+``{"image": "file.jpg", "prefix": "...", "suffix": "..."}``. Only the train file is required.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from data.loc_tokens import decode_boxes
+from data.schema import DataError, Example
+from data.sources.common import Converted, ImageStore, confined_path
+
+ANNOTATION_FILES = {
+    "train": ("_annotations.train.jsonl",),
+    "val": ("_annotations.valid.jsonl", "_annotations.val.jsonl"),
+    "test": ("_annotations.test.jsonl",),
+}
+_ANSWER_TASKS = ("vqa", "docvqa", "chartqa", "caption")
+
+
+def infer_task(prefix: str) -> str:
+    """The task a PaliGemma prefix asks for: ``detect ...`` -> detect, ``caption ...`` ->
+    caption, ``ocr`` -> ocr, ``extract ...`` -> extract, anything else -> vqa.
+
+    Raises:
+        ValueError: for ``segment ...``, which no palitune task handles.
+    """
+    words = prefix.split()
+    first = words[0].lower() if words else ""
+    if first == "segment":
+        raise ValueError("segmentation prefixes ('segment ...') are not a palitune task")
+    return {"detect": "detect", "caption": "caption", "ocr": "ocr", "extract": "extract"}.get(first, "vqa")
+
+
+def read_paligemma_jsonl(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+    """Read every ``_annotations.<split>.jsonl`` in ``src``, copying images into ``store``.
+
+    Args:
+        task: the task of every example; ``None`` infers it from each prefix (``infer_task``).
+
+    Raises:
+        DataError: a missing train file, a bad line, a missing image or an undecodable target,
+            located by file, line and field.
+    """
+    splits: dict[str, list[Example]] = {}
+    files: dict[str, str] = {}
+    for split, names in ANNOTATION_FILES.items():
+        found = [src / name for name in names if (src / name).is_file()]
+        if len(found) > 1:
+            raise DataError(found[1], None, None, f"{found[0].name} also holds the val split; keep only one of them")
+        if not found:
+            if split == "train":
+                message = "train annotations not found (required; val and test are not)"
+                raise DataError(src / names[0], None, None, message)
+            continue
+        splits[split] = _read_file(found[0], src, split, store, task)
+        files[split] = found[0].name
+    return Converted(splits, info={"files": files})
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise DataError(path, None, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
+
+
+def _read_file(path: Path, root: Path, split: str, store: ImageStore, task: str | None) -> list[Example]:
+    examples = []
+    for lineno, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(path, lineno, None, "expected a JSON object with image, prefix and suffix")
+        for name in ("prefix", "suffix"):
+            if not isinstance(record.get(name), str) or not record[name].strip():
+                raise DataError(path, lineno, name, "missing or not a non-empty string")
+        image_path = confined_path(root, record.get("image"), file=path, line=lineno, field="image")
+        image, (width, height) = store.add_file(image_path, file=path, line=lineno, field="image")
+        try:
+            task_name = task or infer_task(record["prefix"])
+        except ValueError as err:
+            raise DataError(path, lineno, "prefix", f"{err}; pass the task explicitly") from None
+        examples.append(
+            Example(
+                image=image,
+                prefix=record["prefix"],
+                suffix=record["suffix"],
+                task=task_name,
+                id=f"{split}-{lineno:05d}",
+                **_targets(task_name, record["suffix"], width, height, file=path, line=lineno),
+            )
+        )
+    return examples
+
+
+def _targets(task: str, suffix: str, width: int, height: int, *, file: Path, line: int) -> dict[str, Any]:
+    """The example's targets, read back from its suffix."""
+    if task in _ANSWER_TASKS:
+        return {"answers": [suffix]}
+    if task == "detect":
+        objects = [part for part in suffix.split(";") if part.strip()]
+        boxes = decode_boxes(suffix, width, height)
+        if len(boxes) != len(objects):
+            raise DataError(
+                file,
+                line,
+                "suffix",
+                f"{len(objects)} objects but {len(boxes)} decode as '<locY0><locX0><locY1><locX1> label' "
+                "(check for missing location tokens, inverted boxes or repeated objects)",
+            )
+        return {"boxes": [list(box) for box in boxes]}
+    if task == "extract":
+        try:
+            fields = json.loads(suffix)
+        except json.JSONDecodeError as err:
+            raise DataError(file, line, "suffix", f"extract suffix is not JSON ({err.msg})") from None
+        if not isinstance(fields, dict):
+            raise DataError(file, line, "suffix", "extract suffix must be a JSON object of fields")
+        return {"fields": fields}
+    return {}
