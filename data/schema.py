@@ -81,7 +81,9 @@ def read_split(root: Path, split: str) -> list[Example]:
         raise DataError(path, None, None, f"split file not found (a dataset has {', '.join(SPLITS)})")
     examples = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split on newlines only: str.splitlines also breaks at U+2028 and friends, which
+        # JSON may carry inside a string
+        lines = path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as err:
         raise DataError(path, None, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
     for lineno, line in enumerate(lines, start=1):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from data.schema import DataError
+from data.schema import MANIFEST_FILE, DataError, write_manifest
+from data.validate import validate_dataset
 
 REMOTE_NAME = "default"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -65,17 +66,21 @@ def recorded_hash(dataset_dir: Path) -> str | None:
 
 
 def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> DatasetVersion:
-    """``dvc add`` the dataset folder and push it to the default remote.
+    """Validate the dataset folder, refresh its manifest, ``dvc add`` it and push it to the
+    default remote.
 
     The same bytes always give the same hash; re-versioning an unchanged folder is cheap.
 
     Raises:
+        InvalidDatasetError: listing every problem; nothing is written and no version made.
         dvc.exceptions.DvcException: when adding or pushing fails; the previous ``.dvc``
             file is then left as it was.
     """
     from dvc.repo import Repo
 
     root, dataset_dir = Path(root).resolve(), Path(dataset_dir).resolve()
+    validate_dataset(dataset_dir).raise_if_invalid()
+    _refresh_manifest(dataset_dir)
     with Repo(str(root)) as repo:
         repo.add(str(dataset_dir))
         dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
@@ -83,6 +88,13 @@ def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> Data
             repo.push(targets=[str(dvc_file)])
     digest, files, size = read_dvc_file(dvc_file)
     return DatasetVersion(path=dataset_dir, hash=digest, dvc_file=dvc_file, files=files, size=size)
+
+
+def _refresh_manifest(dataset_dir: Path) -> None:
+    """Recount the manifest, keeping what it says of the source; unchanged bytes if current."""
+    path = dataset_dir / MANIFEST_FILE
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    write_manifest(dataset_dir, **({"source": old["source"]} if "source" in old else {}))
 
 
 def restore_dataset(root: Path, digest: str, dest: Path) -> DatasetVersion:

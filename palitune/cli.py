@@ -27,6 +27,18 @@ def _data_synth(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def _data_validate(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.validate import validate_dataset
+
+    report = validate_dataset(Path(args.dataset))
+    for problem in report.problems:
+        print(problem)
+    examples = sum(n for per_task in report.counts.values() for n in per_task.values())
+    verdict = "valid" if report.ok else f"{len(report.problems)} problem(s)"
+    print(f"{args.dataset}: {examples} examples, {verdict}", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
 def _data_version(args: argparse.Namespace, ws: Workspace) -> int:
     from data.versioning import ensure_repo, version_dataset
 
@@ -125,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("--seed", type=int, default=0, help="seed of that carving")
     ingest.set_defaults(func=_data_ingest)
-    version = data.add_parser("version", help="DVC-version a dataset folder and push it")
+    validate = data.add_parser("validate", help="report every problem of a dataset folder (exit 1 if any)")
+    validate.add_argument("dataset")
+    validate.set_defaults(func=_data_validate)
+    version = data.add_parser("version", help="validate a dataset folder, DVC-version it and push it")
     version.add_argument("dataset")
     version.set_defaults(func=_data_version)
     checkout = data.add_parser("checkout", help="restore a dataset version from its hash")

@@ -85,3 +85,19 @@ def test_unversioned_folders_cannot_be_verified(tmp_path: Path) -> None:
     dataset = write_shapes_vqa(tmp_path / "vqa", sizes=SIZES)
     with pytest.raises(DataError, match="not a versioned dataset"):
         verify_dataset(dataset)
+
+
+def test_an_invalid_dataset_is_never_versioned(tmp_path: Path) -> None:
+    from data.validate import InvalidDatasetError
+
+    root = tmp_path / "ws"
+    ensure_repo(root, tmp_path / "remote")
+    dataset = write_shapes_vqa(root / "datasets" / "vqa", sizes=SIZES)
+    (dataset / "images" / "val-00001.png").write_bytes(b"")
+    before = _files(dataset)
+    with pytest.raises(InvalidDatasetError, match="val.jsonl:2: image"):
+        version_dataset(root, dataset)
+    assert not (root / "datasets" / "vqa.dvc").exists()
+    assert recorded_hash(dataset) is None
+    assert _files(dataset) == before, "nothing changed on disk"
+    assert not any((tmp_path / "remote").rglob("*.dir")), "nothing pushed"
