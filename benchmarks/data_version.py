@@ -1,6 +1,7 @@
 """How long `palitune data version` takes on a large dataset of small images.
 
-Renders N synthetic examples (default 20,000), then times, in this one process:
+Renders N synthetic detection examples (default 20,000; that generator never repeats an
+image), then times, in this one process:
   - baseline: copying the folder twice (what add + push must at least do: into the cache,
     into the remote), with shutil;
   - `version_dataset`: DVC add + push to a local folder remote;
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from data.synthetic import SplitSizes, write_shapes_vqa
+from data.synthetic import SplitSizes, write_synthetic
 from data.versioning import ensure_repo, restore_dataset, version_dataset
 
 
@@ -38,8 +39,8 @@ def main() -> None:
         root = Path(tmp) / "ws"
         ensure_repo(root, Path(tmp) / "remote")
         render_s, dataset = _timed(
-            lambda: write_shapes_vqa(
-                root / "datasets" / "vqa", sizes=SplitSizes(train=n - n // 10, val=n // 20, test=n // 20)
+            lambda: write_synthetic(
+                "detect", root / "datasets" / "detect", sizes=SplitSizes(train=n - n // 10, val=n // 20, test=n // 20)
             )
         )
         copy_s, _ = _timed(lambda: [shutil.copytree(dataset, Path(tmp) / f"copy{i}") for i in range(2)])

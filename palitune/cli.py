@@ -20,10 +20,10 @@ def _base_build(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _data_synth(args: argparse.Namespace, ws: Workspace) -> int:
-    from data.synthetic import SplitSizes, write_shapes_vqa
+    from data.synthetic import SplitSizes, write_synthetic
 
-    out = Path(args.out) if args.out else ws.datasets / "vqa"
-    print(write_shapes_vqa(out, seed=args.seed, sizes=SplitSizes(args.train, args.val, args.test)))
+    out = Path(args.out) if args.out else ws.datasets / args.task
+    print(write_synthetic(args.task, out, seed=args.seed, sizes=SplitSizes(args.train, args.val, args.test)))
     return 0
 
 
@@ -101,6 +101,7 @@ def _summary(args: argparse.Namespace, ws: Workspace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from data.sources import FORMATS
+    from data.tasks import TASKS
 
     parser = argparse.ArgumentParser(prog="palitune", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=_base_build)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
-    synth = data.add_parser("synth", help="render the synthetic shapes VQA dataset")
-    synth.add_argument("--out", help="folder (default: <workspace>/datasets/vqa)")
+    synth = data.add_parser("synth", help="render a synthetic dataset of one task")
+    synth.add_argument("--task", default="vqa", choices=sorted(TASKS), help="task to render (default vqa)")
+    synth.add_argument("--out", help="folder (default: <workspace>/datasets/<task>)")
     synth.add_argument("--seed", type=int, default=0)
     for split, n in (("train", 2000), ("val", 100), ("test", 200)):
         synth.add_argument(f"--{split}", type=int, default=n, help=f"{split} examples (default {n})")
