@@ -65,6 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=sorted(GENERATORS))
     parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--train", type=int, default=2000, help="train examples per task")
     parser.add_argument("overrides", nargs="*", help="run config overrides, e.g. method=full")
     args = parser.parse_args()
     rows = []
@@ -72,7 +73,7 @@ def main() -> None:
         ws = Workspace(Path(tmp))
         base = resolve_base("tiny", ws.models)
         for name in args.tasks:
-            dataset = write_synthetic(name, ws.datasets / name, sizes=SplitSizes(2000, 100, 200))
+            dataset = write_synthetic(name, ws.datasets / name, sizes=SplitSizes(args.train, 100, 200))
             config = load_config(
                 CONFIG,
                 [

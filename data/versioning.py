@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from data.pipeline import LOCK_FILE, commit_pipeline_output, locked_outputs, pipeline_stage_of, run_dvc
 from data.schema import MANIFEST_FILE, DataError, write_manifest
 from data.validate import validate_dataset
 
@@ -59,10 +60,17 @@ def read_dvc_file(dvc_file: Path) -> tuple[str, int, int]:
 
 
 def recorded_hash(dataset_dir: Path) -> str | None:
-    """The hash in the ``.dvc`` file beside ``dataset_dir``; ``None`` if it was never versioned."""
-    dataset_dir = Path(dataset_dir)
+    """The hash in the ``.dvc`` file beside ``dataset_dir``, or in ``dvc.lock`` for an output
+    of the workspace's pipeline; ``None`` if it was never versioned."""
+    dataset_dir = Path(dataset_dir).resolve()
     dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
-    return read_dvc_file(dvc_file)[0] if dvc_file.is_file() else None
+    if dvc_file.is_file():
+        return read_dvc_file(dvc_file)[0]
+    root = find_repo_root(dataset_dir)
+    if root is None or pipeline_stage_of(root, dataset_dir) is None:
+        return None
+    locked = locked_outputs(root).get(str(dataset_dir.relative_to(root)))
+    return locked[1] if locked else None
 
 
 def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> DatasetVersion:
@@ -70,23 +78,36 @@ def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> Data
     default remote.
 
     The same bytes always give the same hash; re-versioning an unchanged folder is cheap.
+    An output of the workspace's pipeline (``synthetic/<task>``, see ``data.pipeline``) is
+    committed to ``dvc.lock`` instead, with the parameters that made it.
 
     Raises:
         InvalidDatasetError: listing every problem; nothing is written and no version made.
         dvc.exceptions.DvcException: when adding or pushing fails; the previous ``.dvc``
-            file is then left as it was.
+            file is then left as it was (``data.pipeline.PipelineError`` for a pipeline
+            output, whose ``dvc.lock`` entry is then left as it was).
     """
     from dvc.repo import Repo
 
     root, dataset_dir = Path(root).resolve(), Path(dataset_dir).resolve()
     validate_dataset(dataset_dir).raise_if_invalid()
     _refresh_manifest(dataset_dir)
-    with Repo(str(root)) as repo:
-        repo.add(str(dataset_dir))
-        dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
+    stage = pipeline_stage_of(root, dataset_dir)
+    if stage is None:
+        with Repo(str(root)) as repo:
+            repo.add(str(dataset_dir))
+            dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
+            if push:
+                repo.push(targets=[str(dvc_file)])
+        digest, files, size = read_dvc_file(dvc_file)
+    else:  # a pipeline output: dvc.lock holds its version; record what is there now
+        commit_pipeline_output(root, stage)
         if push:
-            repo.push(targets=[str(dvc_file)])
-    digest, files, size = read_dvc_file(dvc_file)
+            run_dvc(root, "push", stage)
+        dvc_file = root / LOCK_FILE
+        digest = locked_outputs(root)[str(dataset_dir.relative_to(root))][1]
+        listed = _files(dataset_dir)
+        files, size = len(listed), sum(p.stat().st_size for p in listed)
     return DatasetVersion(path=dataset_dir, hash=digest, dvc_file=dvc_file, files=files, size=size)
 
 

@@ -23,7 +23,18 @@ def _data_synth(args: argparse.Namespace, ws: Workspace) -> int:
     from data.synthetic import SplitSizes, write_synthetic
 
     out = Path(args.out) if args.out else ws.datasets / args.task
-    print(write_synthetic(args.task, out, seed=args.seed, sizes=SplitSizes(args.train, args.val, args.test)))
+    sizes = SplitSizes(args.train, args.val, args.test)
+    print(write_synthetic(args.task, out, seed=args.seed, sizes=sizes, image_size=args.image_size))
+    return 0
+
+
+def _data_repro(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.pipeline import reproduce
+    from data.versioning import ensure_repo
+
+    ensure_repo(ws.root, ws.dvc_remote)
+    for path in reproduce(ws.root, args.task or None):
+        print(path)
     return 0
 
 
@@ -116,10 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     synth = data.add_parser("synth", help="render a synthetic dataset of one task")
     synth.add_argument("--task", default="vqa", choices=sorted(TASKS), help="task to render (default vqa)")
     synth.add_argument("--out", help="folder (default: <workspace>/datasets/<task>)")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="every random choice derives from it (default 0)")
+    synth.add_argument("--image-size", type=int, default=64, help="image width and height in pixels (default 64)")
     for split, n in (("train", 2000), ("val", 100), ("test", 200)):
         synth.add_argument(f"--{split}", type=int, default=n, help=f"{split} examples (default {n})")
     synth.set_defaults(func=_data_synth)
+    repro = data.add_parser(
+        "repro",
+        help="render synthetic datasets through the workspace's DVC pipeline (params.yaml -> synthetic/TASK)",
+    )
+    repro.add_argument(
+        "--task",
+        action="append",
+        choices=sorted(TASKS),
+        help="task to render (repeatable; default: every task in params.yaml)",
+    )
+    repro.set_defaults(func=_data_repro)
     ingest = data.add_parser("ingest", help="convert PaliGemma JSONL, Hugging Face or COCO data into a dataset")
     ingest.add_argument("--format", required=True, choices=FORMATS)
     ingest.add_argument("src", help="source folder")
@@ -171,8 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from data.pipeline import PipelineError
+    from data.schema import DataError
+    from training.config import ConfigError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args, Workspace.from_env()))
+    try:
+        return int(args.func(args, Workspace.from_env()))
+    except (DataError, PipelineError, ConfigError) as err:  # bad input: the message says where and why
+        print(f"palitune: error: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

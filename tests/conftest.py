@@ -17,6 +17,7 @@ os.environ.pop("MLFLOW_RUN_ID", None)
 
 from pathlib import Path  # noqa: E402
 
+import dvc  # noqa: E402, F401  (importing dvc binds its log handlers to the streams of that moment: not a test's capsys)
 import pytest  # noqa: E402
 
 from data.synthetic import SplitSizes, write_shapes_vqa  # noqa: E402

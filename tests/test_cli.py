@@ -5,16 +5,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
+from data.versioning import recorded_hash
 from palitune.cli import main
 
 
 def test_data_help_documents_every_command() -> None:
     out = subprocess.run([sys.executable, "-m", "palitune.cli", "data", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("synth", "ingest", "validate", "version", "checkout"):
+    for command in ("synth", "repro", "ingest", "validate", "version", "checkout"):
         assert command in out.stdout
 
 
@@ -42,5 +42,7 @@ def test_ingest_validate_version_checkout(tmp_path: Path, monkeypatch, capsys) -
     assert main(["data", "validate", str(dataset)]) == 1
     out = capsys.readouterr().out
     assert f"{dataset / 'test.jsonl'}:1: " in out
-    with pytest.raises(Exception, match="problem"):
-        main(["data", "version", str(dataset)])
+    assert main(["data", "version", str(dataset)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("palitune: error: ") and f"{dataset / 'test.jsonl'}:1: image: " in err
+    assert recorded_hash(dataset) == digest  # the last good version stays recorded

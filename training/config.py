@@ -40,7 +40,7 @@ class RunConfig(BaseModel):
 
     base_model: str = Field("tiny", description="'tiny' (built locally), a hub id or a local path.")
     task: str = Field("vqa", description="Task name from data.tasks.")
-    dataset: str = Field("datasets/vqa", description="Dataset folder; relative paths are under the workspace.")
+    dataset: str = Field("synthetic/vqa", description="Dataset folder; relative paths are under the workspace.")
     output_dir: str = Field("runs/tiny-vqa-lora", description="Run folder; relative paths are under the workspace.")
     method: Method = Field(Method.LORA, description="lora or full.")
     lora: LoraConfig = Field(default_factory=LoraConfig)  # type: ignore[arg-type]

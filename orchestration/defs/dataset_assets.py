@@ -5,26 +5,31 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 
+from data.pipeline import reproduce, set_params
 from data.schema import MANIFEST_FILE
-from data.synthetic import SplitSizes, write_shapes_vqa
+from data.synthetic import SplitSizes
 from data.versioning import DatasetVersion, ensure_repo, version_dataset
 from orchestration.defs.resources import DvcResource, WorkspaceResource
 
 
 class RawDatasetConfig(Config):
     seed: int = 0
+    image_size: int = 64
     train: int = 2000
     val: int = 100
     test: int = 200
 
 
-@asset(group_name="data", kinds={"python"}, code_version="1")
-def raw_dataset(workspace: WorkspaceResource, config: RawDatasetConfig) -> Output[str]:
-    """Synthetic shapes VQA (colour and counting questions), rendered locally, split into
-    train/val/test in the JSONL contract."""
-    path = write_shapes_vqa(
-        workspace.layout.datasets / "vqa", seed=config.seed, sizes=SplitSizes(config.train, config.val, config.test)
-    )
+@asset(group_name="data", kinds={"dvc", "python"}, code_version="2")
+def raw_dataset(workspace: WorkspaceResource, dvc: DvcResource, config: RawDatasetConfig) -> Output[str]:
+    """Synthetic shapes VQA (colour and counting questions), rendered locally by the
+    workspace's DVC pipeline (``dvc repro synthesize@vqa``, sized in ``params.yaml`` from this
+    asset's config), split into train/val/test in the JSONL contract."""
+    layout = workspace.layout
+    ensure_repo(layout.root, dvc.remote(layout))
+    sizes = SplitSizes(config.train, config.val, config.test)
+    set_params(layout.root, "vqa", seed=config.seed, sizes=sizes, image_size=config.image_size)
+    (path,) = reproduce(layout.root, ["vqa"])
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     return Output(
         str(path), metadata={"path": MetadataValue.path(str(path)), "counts": MetadataValue.json(manifest["counts"])}

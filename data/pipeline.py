@@ -1,0 +1,195 @@
+"""The synthetic datasets as a DVC pipeline in the workspace: ``params.yaml`` sizes them,
+``dvc.yaml`` renders them, ``dvc.lock`` records which parameters made which bytes.
+
+The workspace's DVC repository gets both files the first time the pipeline is used (an
+edited ``params.yaml`` is kept). One ``foreach`` stage, ``synthesize@<task>``, renders
+``synthetic/<task>`` with ``palitune data synth``; so ``dvc repro`` in the workspace
+re-renders exactly the tasks whose parameters changed, and ``dvc status`` tells which.
+The stage output is a dataset folder like any other: its hash in ``dvc.lock`` is its
+version (see ``data.versioning``), pushed to the same remote.
+
+Datasets a user brings (``palitune data ingest``) are not stage outputs; they are versioned
+with ``dvc add`` beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from data.synthetic import GENERATORS, SplitSizes
+
+PARAMS_FILE = "params.yaml"
+PIPELINE_FILE = "dvc.yaml"
+LOCK_FILE = "dvc.lock"
+STAGE = "synthesize"
+OUTPUT_DIR = "synthetic"
+
+PIPELINE = f"""\
+# The synthetic datasets, one per task, sized by params.yaml (synthetic.<task>).
+#   dvc repro                         re-render every task whose parameters changed
+#   dvc repro {STAGE}@ocr          one task
+#   palitune data repro --task ocr    the same, with the workspace's DVC settings
+stages:
+  {STAGE}:
+    foreach: ${{synthetic}}
+    do:
+      cmd: >-
+        palitune data synth --task ${{key}} --out {OUTPUT_DIR}/${{key}} --seed ${{item.seed}}
+        --image-size ${{item.image_size}} --train ${{item.train}} --val ${{item.val}} --test ${{item.test}}
+      params:
+        - synthetic.${{key}}
+      outs:
+        - {OUTPUT_DIR}/${{key}}
+"""
+
+PARAMS_HEADER = "# Parameters of the DVC pipeline in dvc.yaml: seed, image size and split sizes per task.\n"
+DEFAULT_PARAMS = {"seed": 0, "image_size": 64, "train": 2000, "val": 100, "test": 200}
+
+
+class PipelineError(RuntimeError):
+    """``dvc repro`` of the synthetic pipeline failed."""
+
+
+def default_params() -> dict[str, Any]:
+    """``params.yaml`` as first written: every task, the same defaults."""
+    return {"synthetic": {task: dict(DEFAULT_PARAMS) for task in sorted(GENERATORS)}}
+
+
+def ensure_pipeline(root: Path) -> None:
+    """Write ``dvc.yaml`` (always current) and ``params.yaml`` (only if absent) into ``root``."""
+    root = Path(root)
+    pipeline = root / PIPELINE_FILE
+    if not pipeline.is_file() or pipeline.read_text() != PIPELINE:
+        pipeline.write_text(PIPELINE)
+    params = root / PARAMS_FILE
+    if not params.is_file():
+        params.write_text(PARAMS_HEADER + yaml.safe_dump(default_params(), sort_keys=True))
+
+
+def read_params(root: Path) -> dict[str, dict[str, int]]:
+    """``synthetic`` of the workspace's ``params.yaml``: task -> its parameters."""
+    data = yaml.safe_load((Path(root) / PARAMS_FILE).read_text()) or {}
+    return dict(data.get("synthetic") or {})
+
+
+def set_params(root: Path, task: str, *, seed: int, sizes: SplitSizes, image_size: int) -> None:
+    """Set one task's parameters in ``params.yaml``, as ``dvc exp run -S`` would; others stay."""
+    if task not in GENERATORS:
+        raise KeyError(f"no synthetic generator for task {task!r}; there are: {', '.join(GENERATORS)}")
+    ensure_pipeline(root)
+    path = Path(root) / PARAMS_FILE
+    data = yaml.safe_load(path.read_text()) or {}
+    data.setdefault("synthetic", {})[task] = {
+        "seed": seed,
+        "image_size": image_size,
+        "train": sizes.train,
+        "val": sizes.val,
+        "test": sizes.test,
+    }
+    new = PARAMS_HEADER + yaml.safe_dump(data, sort_keys=True)
+    if path.read_text() != new:
+        path.write_text(new)
+
+
+def run_dvc(root: Path, *args: str) -> str:
+    """Run ``dvc ARGS`` in its own process in ``root`` (a stage resolves paths from there).
+
+    The folder of the running interpreter goes first on ``PATH``, so a stage's ``palitune``
+    is this installation's.
+
+    Raises:
+        PipelineError: DVC exited non-zero; its output is in the message.
+    """
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    command = [sys.executable, "-m", "dvc", *args]
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        raise PipelineError(f"{Path(root) / PIPELINE_FILE}: dvc {' '.join(args)} failed:\n{output}")
+    return result.stdout
+
+
+def stage_name(task: str) -> str:
+    return f"{STAGE}@{task}"
+
+
+def output_dir(root: Path, task: str) -> Path:
+    return Path(root) / OUTPUT_DIR / task
+
+
+def reproduce(root: Path, tasks: list[str] | None = None) -> list[Path]:
+    """``dvc repro`` the stages of ``tasks`` (all in ``params.yaml`` when ``None``).
+
+    A stage whose parameters and output are unchanged is skipped, as ``dvc repro`` skips it.
+
+    Raises:
+        PipelineError: a task has no parameters in ``params.yaml``, or ``dvc repro`` failed
+            (its output is in the message).
+
+    Returns:
+        The output folder of each task, in the order given.
+    """
+    root = Path(root).resolve()
+    ensure_pipeline(root)
+    tasks = tasks if tasks is not None else sorted(read_params(root))
+    missing = [task for task in tasks if task not in read_params(root)]
+    if missing:
+        raise PipelineError(f"{root / PARAMS_FILE}: synthetic: no parameters for task(s) {', '.join(missing)}")
+    if tasks:  # no target at all would make dvc repro every stage
+        run_dvc(root, "repro", *(stage_name(task) for task in tasks))
+    return [output_dir(root, task) for task in tasks]
+
+
+def commit_pipeline_output(root: Path, stage: str) -> None:
+    """Record the current bytes of ``stage``'s output in ``dvc.lock`` (``dvc commit``).
+
+    An output edited by hand is recorded as it is now; but an output whose parameters or
+    command changed since it was rendered is refused, since the lock would then credit
+    bytes to parameters that did not make them.
+
+    Raises:
+        PipelineError: the stage is stale; the message says how to re-render it.
+    """
+    status = json.loads(run_dvc(root, "status", "--json", stage) or "{}").get(stage, [])
+    stale = [entry for entry in status if not (isinstance(entry, dict) and set(entry) == {"changed outs"})]
+    if stale:
+        task = stage.split("@", 1)[1]
+        raise PipelineError(
+            f"{Path(root) / PARAMS_FILE}: synthetic.{task}: changed since {OUTPUT_DIR}/{task} was rendered "
+            f"({json.dumps(stale)}); re-render it first: palitune data repro --task {task}"
+        )
+    if status:
+        run_dvc(root, "commit", "--force", stage)
+
+
+def locked_outputs(root: Path) -> dict[str, tuple[str, str]]:
+    """Output path (relative to ``root``) -> (stage, md5 without ``.dir``) from ``dvc.lock``."""
+    path = Path(root) / LOCK_FILE
+    if not path.is_file():
+        return {}
+    stages = (yaml.safe_load(path.read_text()) or {}).get("stages") or {}
+    found = {}
+    for stage, entry in stages.items():
+        for out in entry.get("outs") or []:
+            md5 = str(out.get("md5", ""))
+            if md5.endswith(".dir"):
+                found[str(out["path"])] = (stage, md5.removesuffix(".dir"))
+    return found
+
+
+def pipeline_stage_of(root: Path, dataset_dir: Path) -> str | None:
+    """The stage of ``dvc.yaml`` whose output is ``dataset_dir``; ``None`` when none is."""
+    root, dataset_dir = Path(root).resolve(), Path(dataset_dir).resolve()
+    if not (root / PIPELINE_FILE).is_file() or not dataset_dir.is_relative_to(root / OUTPUT_DIR):
+        return None
+    relative = dataset_dir.relative_to(root / OUTPUT_DIR)
+    if len(relative.parts) != 1 or relative.name not in read_params(root):
+        return None
+    return stage_name(relative.name)
