@@ -1,11 +1,12 @@
 """Can the tiny PaliGemma learn each synthetic task? Train, generate, score, report.
 
-For each task: render the synthetic dataset, fine-tune the tiny base with the demo config
-(overridable), then greedy-decode the test split and compare with the untrained base, both
-scored in this process: exact match of the parsed output for every task, plus for `detect`
-the share of target boxes matched at IoU >= 0.5.
+For each task: render the synthetic dataset at the pipeline's default size (params.yaml),
+fine-tune the tiny base with the task's shipped config (configs/tiny/64px_<task>_full.yaml
+where there is one, else the demo LoRA config), then greedy-decode the test split and compare
+with the untrained base, both scored in this process: exact match of the parsed output for
+every task, plus for `detect` the share of target boxes matched at IoU >= 0.5.
 
-    .venv/bin/python benchmarks/learnability.py --tasks caption detect --steps 1200 method=full
+    .venv/bin/python benchmarks/learnability.py --tasks ocr detect [--steps 1200] [method=full ...]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from data.pipeline import default_params
 from data.schema import read_split
 from data.synthetic import GENERATORS, SplitSizes, write_synthetic
 from data.tasks import ImageSize, OutputParseError, get_task
@@ -24,7 +26,8 @@ from training.config import load_config
 from training.model_loading import load_for_inference, resolve_base
 from training.train import train
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny" / "64px_vqa_lora.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+DEMO_CONFIG = CONFIGS / "64px_vqa_lora.yaml"
 
 
 def _iou(a, b) -> float:
@@ -64,40 +67,33 @@ def score(task_name: str, dataset: Path, base: str, adapter: Path | None) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=sorted(GENERATORS))
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--train", type=int, default=2000, help="train examples per task")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the config's)")
+    parser.add_argument("--train", type=int, help="train examples per task (default: params.yaml's)")
     parser.add_argument("overrides", nargs="*", help="run config overrides, e.g. method=full")
     args = parser.parse_args()
-    rows = []
+    rows, configs = [], {}
     with tempfile.TemporaryDirectory(prefix="palitune-learn-") as tmp:
         ws = Workspace(Path(tmp))
         base = resolve_base("tiny", ws.models)
         for name in args.tasks:
-            dataset = write_synthetic(name, ws.datasets / name, sizes=SplitSizes(args.train, 100, 200))
-            config = load_config(
-                CONFIG,
-                [
-                    f"task={name}",
-                    f"dataset={dataset}",
-                    f"output_dir=runs/{name}",
-                    f"steps={args.steps}",
-                    "log_every=400",
-                    *args.overrides,
-                ],
-            )
+            train_size = args.train or default_params()["synthetic"][name]["train"]
+            dataset = write_synthetic(name, ws.datasets / name, sizes=SplitSizes(train_size, 100, 200))
+            config_file = CONFIGS / f"64px_{name}_full.yaml"
+            config_file = config_file if config_file.is_file() else DEMO_CONFIG
+            steps = [f"steps={args.steps}"] if args.steps else []
+            overrides = [f"task={name}", f"dataset={dataset}", f"output_dir=runs/{name}", *steps, *args.overrides]
+            config = load_config(config_file, overrides)
+            configs[name] = f"{config_file.name}, {config.steps} steps, {train_size} train"
             start = time.perf_counter()
             result = train(config, ws, tracking_uri=f"sqlite:///{tmp}/mlflow.db")
             seconds = time.perf_counter() - start
             before, after = score(name, dataset, base, None), score(name, dataset, base, result.adapter_dir)
-            rows.append((name, seconds, before, after))
+            rows.append((name, configs[name], seconds, before, after))
             print(f"{name}: untrained {before} -> trained {after} ({seconds:.0f} s)", flush=True)
-    print(
-        f"\n| task | train s | untrained | trained |  ({' '.join(args.overrides) or 'demo config'}, "
-        f"{args.steps} steps)\n|---|---|---|---|"
-    )
-    for name, seconds, before, after in rows:
+    print(f"\n| task | config | train s | untrained | trained |  {' '.join(args.overrides)}\n|---|---|---|---|---|")
+    for name, config_name, seconds, before, after in rows:
         fmt = lambda d: ", ".join(f"{k} {v:.2f}" for k, v in d.items())  # noqa: E731
-        print(f"| {name} | {seconds:.0f} | {fmt(before)} | {fmt(after)} |")
+        print(f"| {name} | {config_name} | {seconds:.0f} | {fmt(before)} | {fmt(after)} |")
 
 
 if __name__ == "__main__":

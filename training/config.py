@@ -1,10 +1,13 @@
 """The run config: one typed object, loaded from YAML, overridable from the command line.
 
-Every field carries its help text; validation reports every error at once.
+Every field carries its help text, and the command line is generated from the fields
+(``add_config_arguments``): ``--lora.rank 8`` and ``lora.rank=8`` both work, and ``--help``
+lists every field with its default. Validation reports every error at once.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from enum import StrEnum
@@ -12,12 +15,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class Method(StrEnum):
     LORA = "lora"
+    QLORA = "qlora"  # LoRA on a 4-bit nf4 base (bitsandbytes; GPU only)
     FULL = "full"
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    BF16 = "bf16"  # autocast; on CPU only worth it where matmuls are large enough (see benchmarks)
+    FP16 = "fp16"  # autocast with loss scaling; GPU only
+
+    @property
+    def accelerate_name(self) -> str:
+        return "no" if self is Precision.FP32 else self.value
+
+
+class Scheduler(StrEnum):
+    COSINE = "cosine"
+    LINEAR = "linear"
+    CONSTANT = "constant"
 
 
 class LoraConfig(BaseModel):
@@ -28,8 +48,8 @@ class LoraConfig(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
     target_modules: str = Field(
         r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)",
-        description="Regex of module names to adapt. The default keeps LoRA on the language "
-        "model: SigLIP also has q/k/v_proj, and a plain name list would adapt it too.",
+        description="Regex of module names to adapt. The default is the language model's attention "
+        "and MLP: SigLIP also has q/k/v_proj, and a plain name list would adapt it too.",
     )
 
 
@@ -38,29 +58,66 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_model: str = Field("tiny", description="'tiny' (built locally), a hub id or a local path.")
+    base_model: str = Field(
+        "tiny",
+        description="A preset ('tiny', built locally; 'paligemma2-3b-pt-448', ...: see training.presets), "
+        "a hub id or a local folder.",
+    )
     task: str = Field("vqa", description="Task name from data.tasks.")
     dataset: str = Field("synthetic/vqa", description="Dataset folder; relative paths are under the workspace.")
     output_dir: str = Field("runs/tiny-vqa-lora", description="Run folder; relative paths are under the workspace.")
-    method: Method = Field(Method.LORA, description="lora or full.")
+    method: Method = Field(Method.LORA, description="lora, qlora (4-bit base, GPU only) or full.")
     lora: LoraConfig = Field(default_factory=LoraConfig)  # type: ignore[arg-type]
-    train_projector: bool = Field(True, description="Train the multimodal projector fully (LoRA runs).")
-    freeze_vision: bool = Field(True, description="Keep the vision tower frozen.")
+    freeze_vision: bool = Field(True, description="Keep the SigLIP vision tower frozen.")
+    freeze_projector: bool = Field(False, description="Keep the multimodal projector frozen (else trained fully).")
+    precision: Precision = Field(Precision.FP32, description="fp32, bf16 (autocast) or fp16 (autocast, GPU).")
     steps: int = Field(1000, gt=0, description="Optimizer steps.")
-    batch_size: int = Field(32, gt=0, description="Examples per step per process.")
+    batch_size: int = Field(32, gt=0, description="Examples per micro-batch per process.")
+    grad_accumulation: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
     learning_rate: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    scheduler: Scheduler = Field(Scheduler.COSINE, description="Learning-rate decay after warmup.")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps of linear warmup.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     seed: int = Field(0, description="Seed for weights of new modules and data order.")
-    log_every: int = Field(50, gt=0, description="Log the loss every N steps.")
+    log_every: int = Field(50, gt=0, description="Log loss, lr, grad norm and throughput every N steps.")
+    checkpoint_every: int = Field(
+        0, ge=0, description="Save the full training state every N steps (0: only the final adapter)."
+    )
+    keep_checkpoints: int = Field(2, gt=0, description="Checkpoints kept; older ones are deleted.")
+    resume: bool = Field(True, description="Resume from the latest checkpoint in output_dir when there is one.")
+    eval_every: int = Field(0, ge=0, description="Score the validation split every N steps (0: never).")
+    eval_examples: int = Field(64, gt=0, description="Validation examples scored each time.")
+    max_new_tokens: int = Field(32, gt=0, description="Generation length for validation scoring.")
     num_threads: int = Field(0, ge=0, description="torch threads on CPU; 0 keeps torch's default.")
     experiment: str = Field("palitune", description="MLflow experiment name.")
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        if self.checkpoint_every and self.checkpoint_every > self.steps:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) is larger than steps ({self.steps})")
+        return self
+
     def fingerprint(self) -> str:
-        """A short hash of the whole config: equal configs train equal runs."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short hash of what the run learns from: equal fingerprints train equal runs.
+
+        Fields that change only where or how often things are written (``output_dir``,
+        logging, checkpoints, ``resume``, ``experiment``, threads) are left out.
+        """
+        values = self.model_dump(mode="json", exclude=RUNTIME_FIELDS)
+        canonical = json.dumps(values, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+RUNTIME_FIELDS = {
+    "output_dir",
+    "log_every",
+    "checkpoint_every",
+    "keep_checkpoints",
+    "resume",
+    "experiment",
+    "num_threads",
+}
 
 
 class ConfigError(ValueError):
@@ -70,7 +127,10 @@ class ConfigError(ValueError):
 def _set_dotted(data: dict[str, Any], dotted: str, value: str) -> None:
     keys = dotted.split(".")
     for key in keys[:-1]:
-        data = data.setdefault(key, {})
+        child = data.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}={value}: {key} is not a group of fields")
+        data = child
     data[keys[-1]] = yaml.safe_load(value)  # "3" -> 3, "true" -> True, "1e-3" -> str: pydantic coerces
 
 
@@ -82,7 +142,10 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # t
     """
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: {err}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of config fields")
         data = loaded
@@ -94,5 +157,54 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # t
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        problems = "\n".join(f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        problems = "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in err.errors())
         raise ConfigError(f"{path or 'config'}: {err.error_count()} invalid field(s)\n{problems}") from None
+
+
+def config_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every leaf field as ``(dotted name, FieldInfo)``, groups flattened."""
+    fields = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            fields += config_fields(annotation, f"{prefix}{name}.")
+        else:
+            fields.append((f"{prefix}{name}", info))
+    return fields
+
+
+_OVERRIDE_DEST = "config_overrides"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and one ``--NAME VALUE`` option per config field, help from the field."""
+    parser.add_argument("--config", type=Path, help="run config YAML (see configs/); fields below override it")
+    group = parser.add_argument_group("run config fields (also accepted as positional NAME=VALUE)")
+    for dotted, info in config_fields():
+        annotation = info.annotation
+        choices = (
+            [m.value for m in annotation] if isinstance(annotation, type) and issubclass(annotation, StrEnum) else None
+        )
+        default = info.get_default(call_default_factory=True)
+        shown = default.value if isinstance(default, StrEnum) else default
+        group.add_argument(
+            f"--{dotted}",
+            dest=_OVERRIDE_DEST,
+            action=_Override,
+            metavar=dotted.rsplit(".", 1)[-1].upper(),
+            choices=choices,
+            help=f"{info.description} (default: {shown})",
+        )
+    parser.add_argument("overrides", nargs="*", metavar="NAME=VALUE", help="override config fields, e.g. lora.rank=8")
+
+
+class _Override(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append(f"{str(option_string).removeprefix('--')}={values}")
+        setattr(namespace, self.dest, items)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The config ``add_config_arguments`` options describe: file, then options and NAME=VALUE."""
+    return load_config(args.config, [*(getattr(args, _OVERRIDE_DEST, None) or []), *args.overrides])

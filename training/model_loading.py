@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from transformers import AutoProcessor, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
+from training.presets import preset_for
 from training.tiny_base import build_tiny_base, tiny_base_is_current
 
 TINY_PRESET = "tiny"
@@ -19,9 +20,11 @@ TINY_DIR_NAME = "tiny-paligemma"
 
 
 def resolve_base(ref: str, models_dir: Path) -> str:
-    """The ``from_pretrained`` reference for ``ref``; builds the tiny base when asked for it."""
+    """The ``from_pretrained`` reference for ``ref`` (a preset name, a hub id or a folder);
+    builds the tiny base when asked for it."""
     if ref != TINY_PRESET:
-        return ref
+        preset = preset_for(ref)
+        return preset.ref if preset is not None else ref
     path = Path(models_dir) / TINY_DIR_NAME
     if not tiny_base_is_current(path):
         build_tiny_base(path)
@@ -39,9 +42,28 @@ def load_processor(ref: str) -> PaliGemmaProcessor:
 Loaded = tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]
 
 
-def load_base(ref: str, *, dtype: torch.dtype = torch.float32) -> Loaded:
-    """Model and processor of a resolved base reference (a folder or a hub id)."""
-    model = PaliGemmaForConditionalGeneration.from_pretrained(ref, dtype=dtype, use_safetensors=True)
+def load_base(ref: str, *, dtype: torch.dtype = torch.float32, quantize_4bit: bool = False) -> Loaded:
+    """Model and processor of a resolved base reference (a folder or a hub id).
+
+    Args:
+        quantize_4bit: load the weights in 4-bit nf4 with bf16 compute (QLoRA; bitsandbytes
+            on a CUDA GPU).
+    """
+    kwargs: dict[str, Any] = {}
+    if quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
+        dtype = torch.bfloat16
+    model = PaliGemmaForConditionalGeneration.from_pretrained(
+        ref, dtype=dtype, use_safetensors=True, trust_remote_code=False, **kwargs
+    )
     return model, load_processor(ref)
 
 

@@ -1,37 +1,61 @@
-"""Fine-tune PaliGemma on one task: ``python -m training.train --config X.yaml [key=value ...]``.
+"""Fine-tune PaliGemma on one task: ``python -m training.train --config X.yaml [NAME=VALUE ...]``.
 
 The same loop runs under ``accelerate launch --config_file configs/accelerate/NAME.yaml -m
-training.train ...`` on many processes. Only the main process writes the adapter and
-MLflow records. Loss and config go to MLflow through Accelerate's MLflow tracker; pass
-``MLFLOW_RUN_ID`` to log into a run someone else opened.
+training.train ...`` on one CPU process, many GPUs or many nodes. Only the main process
+writes checkpoints, the adapter and MLflow records. Metrics go to MLflow through
+Accelerate's MLflow tracker; pass ``MLFLOW_RUN_ID`` to log into a run someone else opened.
+
+Resumable: with ``checkpoint_every`` set, the whole training state is saved every N steps
+under ``<output_dir>/checkpoints``, and rerunning the same config with the same
+``output_dir`` continues from the latest one, in the same MLflow run, with the same data
+order, so the losses after resume are those an uninterrupted run would have logged.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import resource
+import shutil
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
-from transformers import PaliGemmaProcessor, get_cosine_schedule_with_warmup
+from accelerate.utils import DistributedType, set_seed
+from torch.utils.data import DataLoader, Sampler
+from transformers import (
+    PaliGemmaProcessor,
+    get_constant_schedule_with_warmup,
+    get_cosine_schedule_with_warmup,
+    get_linear_schedule_with_warmup,
+)
 
 from data.atomic import staged_dir
-from data.schema import read_split
+from data.schema import Example, read_split
 from data.versioning import recorded_hash, verify_dataset
 from data.workspace import Workspace
+from training.checkpoints import (
+    CheckpointState,
+    finish_checkpoint,
+    latest_checkpoint,
+    read_state,
+    staging_dir,
+)
 from training.collate import TrainCollator
-from training.config import RunConfig, load_config
+from training.config import ConfigError, Method, Precision, RunConfig, Scheduler, add_config_arguments, config_from_args
 from training.model_loading import load_base, resolve_base
 from training.peft_setup import prepare_model
 
 RUN_INFO_FILE = "palitune_run.json"
+ProgressCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass(frozen=True)
@@ -43,23 +67,78 @@ class TrainResult:
     steps: int
     trainable_params: int
     mlflow_run_id: str | None
+    resumed_from_step: int = 0
 
 
-def preflight(batch: dict[str, torch.Tensor]) -> None:
-    """Fail before the first step on a batch that cannot teach anything."""
+class PreflightError(ValueError):
+    """The first batch cannot teach the model anything; the message says why and how to fix it."""
+
+
+def check_runtime(config: RunConfig) -> None:
+    """Refuse, before any work, a method or precision this machine cannot run."""
+    cuda = torch.cuda.is_available()
+    if config.method is Method.QLORA:
+        if not cuda:
+            raise ConfigError(
+                "method: qlora loads the base in 4-bit nf4 through bitsandbytes, which needs a CUDA GPU, "
+                "and none is visible here. Use method=lora on this machine (the same adapter on a "
+                "full-precision base)."
+            )
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("method: qlora needs bitsandbytes: pip install bitsandbytes") from None
+    if config.precision is Precision.FP16 and not cuda:
+        raise ConfigError("precision: fp16 autocast needs a GPU; use bf16 or fp32 on a CPU")
+
+
+def preflight(batch: dict[str, torch.Tensor], image_token_id: int, image_tokens: int) -> None:
+    """Fail before the first step on a batch that cannot teach anything, saying how to fix it.
+
+    These are the classic PaliGemma fine-tuning bugs: no suffix in the labels, a prefix-LM
+    mask that treats the answer as prompt, and image tokens that do not match the model.
+    """
     if "token_type_ids" not in batch:
-        raise ValueError("batch has no token_type_ids: build it with processor(..., suffix=...)")
-    if int((batch["labels"] != -100).sum()) == 0:
-        raise ValueError("every label is masked (-100): the suffixes are empty or were truncated away")
+        raise PreflightError(
+            "batch has no token_type_ids: PaliGemma needs them for its prefix-LM mask. "
+            "Build batches with processor(text=..., images=..., suffix=...)."
+        )
+    labels, types = batch["labels"], batch["token_type_ids"]
+    supervised = labels != -100
+    if int(supervised.sum()) == 0:
+        raise PreflightError(
+            "every label is masked (-100): the loss mask is empty, so nothing is learnt. The suffixes "
+            "are empty or were truncated away; check the dataset's suffix field and any max_length."
+        )
+    if bool((types[supervised] == 0).any()):
+        raise PreflightError(
+            "token_type_ids are 0 on suffix tokens: the model would attend to the answer bidirectionally "
+            "while learning to predict it. Pass the answers as processor(..., suffix=...), not in text=."
+        )
+    per_row = (batch["input_ids"] == image_token_id).sum(dim=1)
+    if bool((per_row != image_tokens).any()):
+        raise PreflightError(
+            f"image tokens per example {sorted(set(per_row.tolist()))} != {image_tokens} the model expects: "
+            "the processor and model come from different checkpoints or image sizes. Load both from "
+            "the same base (palitune does, from base_model)."
+        )
 
 
-def _batches(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    epoch = 0
-    while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+class EpochSampler(Sampler[int]):
+    """A shuffle that depends only on (seed, epoch): the order of any epoch can be replayed."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
 
 
 def train(
@@ -68,6 +147,7 @@ def train(
     *,
     tracking_uri: str | None = None,
     mlflow_run_id: str | None = None,
+    on_log: ProgressCallback | None = None,
 ) -> TrainResult:
     """Run one fine-tune as ``config`` says; returns where the adapter is and how it went.
 
@@ -75,28 +155,56 @@ def train(
         workspace: resolves the config's relative paths; default from ``PALITUNE_HOME``.
         tracking_uri: MLflow store; default ``MLFLOW_TRACKING_URI``, else the workspace's.
         mlflow_run_id: log into this existing run instead of a new one.
+        on_log: called on the main process with ``(step, metrics)`` each time metrics are logged.
+
+    Raises:
+        ConfigError: the method or precision cannot run here, or ``output_dir`` holds
+            checkpoints of a different config.
+        PreflightError: the first batch cannot teach anything.
     """
+    check_runtime(config)
     workspace = workspace or Workspace.from_env()
     dataset_dir = workspace.resolve(config.dataset)
     output_dir = workspace.resolve(config.output_dir)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     _use_tracking_store(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or workspace.mlflow_tracking_uri)
-    accelerator = Accelerator(log_with="mlflow", project_dir=str(workspace.mlflow_artifacts))
+    accelerator = Accelerator(
+        log_with="mlflow", mixed_precision=config.precision.accelerate_name, project_dir=str(output_dir)
+    )
+    if accelerator.distributed_type == DistributedType.DEEPSPEED and config.grad_accumulation > 1:
+        raise ConfigError("grad_accumulation: DeepSpeed steps inside backward; use 1 and a larger batch_size")
     # A versioned dataset must still be that version, byte for byte.
     data_hash = verify_dataset(dataset_dir) if recorded_hash(dataset_dir) else None
+    resume_from = latest_checkpoint(output_dir) if config.resume else None
+    state = read_state(resume_from) if resume_from is not None else None
+    if state is not None and state.config_fingerprint != config.fingerprint():
+        raise ConfigError(
+            f"output_dir: {output_dir} holds checkpoints of another config (fingerprint "
+            f"{state.config_fingerprint}, this one {config.fingerprint()}); use a new output_dir or resume=false"
+        )
     base_ref = resolve_base(config.base_model, workspace.models)
     set_seed(config.seed)  # after a possible base build: same run, same LoRA init
-    base, processor = load_base(base_ref)
+    base, processor = load_base(base_ref, quantize_4bit=config.method is Method.QLORA)
+    image_token_id, image_tokens = base.config.image_token_id, int(base.config.text_config.num_image_tokens)  # type: ignore[union-attr]
     model, trainable = prepare_model(base, config)
-    loader = _make_loader(config, processor, dataset_dir)
+    examples = read_split(dataset_dir, "train")
+    sampler = EpochSampler(len(examples), config.seed)
+    loader = _make_loader(config, processor, dataset_dir, examples, sampler)
     optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        weight_decay=config.weight_decay,
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    scheduler = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * config.steps), config.steps)
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # Not prepared: Accelerate would step it once per process per step; the schedule is in optimizer steps.
+    scheduler = _make_scheduler(config, optimizer)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accelerator.register_for_checkpointing(scheduler)
+    start_step = 0
+    if resume_from is not None and state is not None:
+        accelerator.load_state(str(resume_from))
+        start_step = state.step
+        mlflow_run_id = mlflow_run_id or state.mlflow_run_id
+        if accelerator.is_main_process:
+            print(f"resuming {output_dir} from step {start_step}", file=sys.stderr, flush=True)
 
     params = {
         **_flatten(config.model_dump(mode="json")),
@@ -109,16 +217,32 @@ def train(
     accelerator.init_trackers(
         config.experiment, config=params, init_kwargs={"mlflow": {"run_id": mlflow_run_id, "run_name": run_name}}
     )
+    run_id = _active_mlflow_run_id(accelerator)
+    if accelerator.is_main_process:
+        import mlflow
+
+        mlflow.set_tags(
+            {
+                "palitune.task": config.task,
+                "palitune.base_model": config.base_model,
+                "palitune.dataset_hash": data_hash or "unversioned",
+                "palitune.config_hash": config.fingerprint(),
+                "palitune.method": config.method.value,
+            }
+        )
+    loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, config, output_dir, run_id, on_log)
+    loop.validation = _Validation(config, processor, dataset_dir) if config.eval_every else None
     try:
-        final_loss = _train_loop(accelerator, model, optimizer, scheduler, loader, config)
+        final_loss = loop.run(start_step, image_token_id, image_tokens)
     except BaseException:
         _end_mlflow_run("FAILED", accelerator)
         raise
-    run_id = _active_mlflow_run_id(accelerator)
-    result = TrainResult(output_dir / "adapter", base_ref, data_hash, final_loss, config.steps, trainable, run_id)
+    result = TrainResult(
+        output_dir / "adapter", base_ref, data_hash, final_loss, config.steps, trainable, run_id, start_step
+    )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        with staged_dir(result.adapter_dir) as tmp:
+        with staged_dir(result.adapter_dir) as tmp:  # a crash never leaves half an adapter in place
             accelerator.unwrap_model(model).save_pretrained(tmp, safe_serialization=True)
             processor.save_pretrained(tmp)
             info = {**asdict(result), "adapter_dir": str(result.adapter_dir), "config": config.model_dump(mode="json")}
@@ -127,39 +251,197 @@ def train(
     return result
 
 
-def _make_loader(config: RunConfig, processor: PaliGemmaProcessor, dataset_dir: Path) -> DataLoader:
-    examples = read_split(dataset_dir, "train")
+def _make_loader(
+    config: RunConfig, processor: PaliGemmaProcessor, dataset_dir: Path, examples: list[Example], sampler: EpochSampler
+) -> DataLoader:
     return DataLoader(
         examples,  # type: ignore[arg-type]
         batch_size=config.batch_size,
-        shuffle=True,
+        sampler=sampler,
         drop_last=len(examples) >= config.batch_size,
         collate_fn=TrainCollator(processor, dataset_dir),
-        generator=torch.Generator().manual_seed(config.seed),
     )
 
 
-def _train_loop(accelerator: Accelerator, model, optimizer, scheduler, loader: DataLoader, config: RunConfig) -> float:
-    """The optimizer steps; returns the mean loss of the last logging window."""
-    model.train()
-    window_loss, window_steps, logged = torch.zeros(()), 0, float("nan")
-    for step, batch in zip(range(1, config.steps + 1), _batches(loader), strict=False):
-        if step == 1:
-            preflight(batch)
-        loss = model(**batch).loss
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        window_loss, window_steps = window_loss + loss.detach().float().cpu(), window_steps + 1
-        if step % config.log_every == 0 or step == config.steps:
-            mean = accelerator.reduce(window_loss.to(accelerator.device) / window_steps, reduction="mean")
-            logged = float(mean.item())
-            accelerator.log({"train/loss": logged, "train/lr": scheduler.get_last_lr()[0]}, step=step)
-            accelerator.print(f"step {step}/{config.steps} loss {logged:.4f}")
-            window_loss, window_steps = torch.zeros(()), 0
-    return logged
+def _make_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(config.warmup_ratio * config.steps)
+    if config.scheduler is Scheduler.COSINE:
+        return get_cosine_schedule_with_warmup(optimizer, warmup, config.steps)
+    if config.scheduler is Scheduler.LINEAR:
+        return get_linear_schedule_with_warmup(optimizer, warmup, config.steps)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+class _Validation:
+    """Score a fixed slice of the validation split with the task's metric."""
+
+    def __init__(self, config: RunConfig, processor: PaliGemmaProcessor, dataset_dir: Path):
+        self.config, self.processor, self.dataset_dir = config, processor, dataset_dir
+        self.examples = read_split(dataset_dir, "val")[: config.eval_examples]
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+        # evaluation depends on training's model loading; imported here, at use, not at import
+        from data.tasks import get_task
+        from evaluation.generate import generate_answers
+        from evaluation.metrics import score_outputs
+
+        if not self.examples:
+            return {}
+        task = get_task(self.config.task)
+        outputs = generate_answers(
+            model,  # type: ignore[arg-type]
+            self.processor,
+            self.dataset_dir,
+            self.examples,
+            max_new_tokens=self.config.max_new_tokens,
+        )
+        name, scores = score_outputs(task.metric, outputs, [e.answers or [e.suffix] for e in self.examples])
+        return {f"{task.name}/val/{name}": sum(scores) / len(scores)}
+
+
+class _Loop:
+    """The optimizer steps, logging, checkpoints and validation of one run."""
+
+    validation: _Validation | None = None
+
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        optimizer: Any,
+        scheduler: torch.optim.lr_scheduler.LambdaLR,
+        loader: DataLoader,
+        sampler: EpochSampler,
+        config: RunConfig,
+        output_dir: Path,
+        run_id: str | None,
+        on_log: ProgressCallback | None,
+    ):
+        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.loader, self.sampler, self.config, self.output_dir = loader, sampler, config, output_dir
+        self.run_id, self.on_log = run_id, on_log
+
+    def micro_batches(self, start_micro: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Micro-batches from position ``start_micro`` on, epoch after epoch, in replayable order."""
+        per_epoch = len(self.loader)
+        epoch, offset = divmod(start_micro, per_epoch)
+        while True:
+            batches = self.accelerator.skip_first_batches(self.loader, offset) if offset else self.loader
+            # An Accelerate loader sets its sampler's epoch from its own counter when iterated:
+            # set that counter too, or a resumed run would replay epoch 0's order.
+            if hasattr(batches, "set_epoch"):
+                batches.set_epoch(epoch)
+            self.sampler.set_epoch(epoch)
+            yield from batches
+            epoch, offset = epoch + 1, 0
+
+    def run(self, start_step: int, image_token_id: int, image_tokens: int) -> float:
+        """Train from ``start_step`` to ``config.steps``; returns the mean loss of the last window."""
+        config, accelerator, model = self.config, self.accelerator, self.model
+        accumulation = config.grad_accumulation
+        batches = self.micro_batches(start_step * accumulation)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        window = _Window()
+        logged = float("nan")
+        progress = _progress(accelerator, config.steps, start_step)
+        if self.validation is not None and start_step == 0:
+            self.validate(0)  # the starting point of the validation curve
+        model.train()
+        for step in range(start_step + 1, config.steps + 1):
+            for micro in range(accumulation):
+                batch = next(batches)
+                if step == start_step + 1 and micro == 0:
+                    preflight(batch, image_token_id, image_tokens)
+                syncing = micro == accumulation - 1
+                with accelerator.no_sync(model) if not syncing else contextlib.nullcontext():
+                    loss = model(**batch).loss
+                    accelerator.backward(loss / accumulation)
+                window.add_micro(loss.detach().float(), batch["attention_mask"].sum())
+            grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            window.steps += 1
+            progress.update(1)
+            if step % config.log_every == 0 or step == config.steps:
+                metrics = window.metrics(accelerator, config, grad_norm, float(self.scheduler.get_last_lr()[0]))
+                logged = metrics["train/loss"]
+                self.log(step, metrics)
+                progress.set_postfix(loss=f"{logged:.4f}")
+                window = _Window()
+            if self.validation is not None and (step % config.eval_every == 0 or step == config.steps):
+                self.validate(step)
+            if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
+                self.checkpoint(step)
+        progress.close()
+        return logged
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        self.accelerator.log(metrics, step=step)
+        if self.accelerator.is_main_process:
+            shown = " ".join(f"{k.removeprefix('train/')} {v:.4g}" for k, v in metrics.items())
+            print(f"step {step}/{self.config.steps} {shown}", file=sys.stderr, flush=True)
+            if self.on_log is not None:
+                self.on_log(step, metrics)
+
+    def validate(self, step: int) -> None:
+        if self.accelerator.is_main_process and self.validation is not None:
+            metrics = self.validation(self.accelerator.unwrap_model(self.model))
+            self.log(step, metrics)
+            self.model.train()
+        self.accelerator.wait_for_everyone()
+
+    def checkpoint(self, step: int) -> None:
+        """Save the whole state beside its final place; only a complete one is moved there."""
+        accelerator, staged = self.accelerator, staging_dir(self.output_dir, step)
+        if accelerator.is_main_process and staged.exists():
+            shutil.rmtree(staged)
+        accelerator.wait_for_everyone()
+        accelerator.save_state(str(staged))  # every rank: each writes its own RNG state
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            state = CheckpointState(step, self.config.fingerprint(), self.run_id)
+            finish_checkpoint(self.output_dir, state, self.config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+
+
+class _Window:
+    """What happened since the last log: losses, tokens, time."""
+
+    def __init__(self) -> None:
+        self.loss, self.micro, self.tokens, self.steps = torch.zeros(()), 0, torch.zeros((), dtype=torch.long), 0
+        self.start = time.perf_counter()
+
+    def add_micro(self, loss: torch.Tensor, tokens: torch.Tensor) -> None:
+        self.loss, self.micro, self.tokens = self.loss + loss.cpu(), self.micro + 1, self.tokens + tokens.cpu()
+
+    def metrics(self, accelerator: Accelerator, config: RunConfig, grad_norm: Any, lr: float) -> dict[str, float]:
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        loss = accelerator.reduce((self.loss / max(self.micro, 1)).to(accelerator.device), reduction="mean")
+        tokens = accelerator.reduce(self.tokens.to(accelerator.device), reduction="sum")
+        samples = self.steps * config.batch_size * config.grad_accumulation * accelerator.num_processes
+        return {
+            "train/loss": float(loss.item()),
+            "train/lr": lr,
+            "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
+            "train/samples_per_s": samples / seconds,
+            "train/tokens_per_s": float(tokens.item()) / seconds,
+            "train/peak_memory_mb": _peak_memory_mb(accelerator),
+        }
+
+
+def _peak_memory_mb(accelerator: Accelerator) -> float:
+    if accelerator.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(accelerator.device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _progress(accelerator: Accelerator, total: int, initial: int) -> Any:
+    from tqdm.auto import tqdm
+
+    # Only the main process draws it, and only on a terminal: logs stay readable.
+    enabled = accelerator.is_main_process and sys.stderr.isatty()
+    return tqdm(total=total, initial=initial, disable=not enabled, desc="train", unit="step")
 
 
 def _end_mlflow_run(status: str, accelerator: Accelerator) -> None:
@@ -195,22 +477,24 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, help="run config YAML (see configs/)")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="override config fields")
-    args = parser.parse_args(argv)
-    config = load_config(args.config, args.overrides)
-    result = train(config)
-    print(
-        json.dumps(
-            {
-                "adapter_dir": str(result.adapter_dir),
-                "final_loss": result.final_loss,
-                "mlflow_run_id": result.mlflow_run_id,
-            }
-        )
-    )
+    add_config_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = train(config_from_args(args))
+    except (ConfigError, PreflightError) as err:
+        print(f"training: error: {err}", file=sys.stderr)
+        return 2
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # one summary line per run, not per process
+        summary = {"adapter_dir": str(result.adapter_dir), "final_loss": result.final_loss}
+        print(json.dumps({**summary, "mlflow_run_id": result.mlflow_run_id}))
     return 0
 
 

@@ -41,8 +41,10 @@ def draw_receipt(rng: random.Random, size: int) -> tuple[Image.Image, dict[str, 
     pitch = line_pitch(face)
     block_width = max(text_box(face, line)[2] for line in lines)
     block_height = pitch * (len(lines) - 1) + cap_height(face)
-    x = margin + rng.randint(0, max(0, size - 2 * margin - block_width))
-    y = margin + rng.randint(0, max(0, size - 2 * margin - block_height))
+    # A little jitter, not the whole free space: at 64 px a digit is ~5 px wide, and the tiny
+    # model reads a value far more easily where the line is expected to be.
+    x = margin + rng.randint(0, min(2, max(0, size - 2 * margin - block_width)))
+    y = margin + rng.randint(0, min(2, max(0, size - 2 * margin - block_height)))
     image = light_background(rng, size)
     draw = ImageDraw.Draw(image)
     ink = dark_ink(rng)
