@@ -18,6 +18,7 @@ class ScoredPrediction:
     prediction: str
     answers: list[str]
     score: float
+    tags: dict[str, str] = field(default_factory=dict)  # slices of the data: {"source": "scan"}, ...
 
 
 @dataclass
