@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 REPORT_FILE = "report.json"
+METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 
 
@@ -31,6 +32,7 @@ class EvaluationReport:
     dataset_hash: str | None
     metrics: dict[str, float]  # named task/split/metric, e.g. "vqa/test/vqa_accuracy"
     predictions: list[ScoredPrediction] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # non-numeric results: per-class AP, tokenizer, ...
 
     @property
     def primary_metric(self) -> str:
@@ -46,10 +48,11 @@ class EvaluationReport:
         return {**data, "examples": len(self.predictions)}
 
     def write(self, folder: Path) -> Path:
-        """Write ``report.json`` (summary) and ``predictions.jsonl`` into ``folder``."""
+        """Write ``report.json`` (summary), ``metrics.json`` and ``predictions.jsonl`` into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / REPORT_FILE).write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
+        (folder / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2) + "\n")
         lines = (json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in self.predictions)
         (folder / PREDICTIONS_FILE).write_text("".join(lines), encoding="utf-8")
         return folder

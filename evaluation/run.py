@@ -7,9 +7,9 @@ from pathlib import Path
 from data.schema import read_split
 from data.tasks import get_task
 from data.versioning import recorded_hash
-from evaluation.generate import generate_answers
-from evaluation.metrics import METRICS
+from evaluation.generate import generate_answers, max_new_tokens_for
 from evaluation.report import EvaluationReport, ScoredPrediction
+from evaluation.score import example_record, score_records
 from training.model_loading import load_for_inference
 
 
@@ -20,16 +20,19 @@ def evaluate(
     adapter_dir: Path | None = None,
     split: str = "test",
     batch_size: int = 64,
-    max_new_tokens: int = 16,
+    max_new_tokens: int | None = None,
     limit: int | None = None,
+    progress: bool = False,
 ) -> EvaluationReport:
-    """Generate on ``split`` and score every example with its task's metric.
+    """Generate on ``split`` and score every example with its task's metrics.
 
     Args:
         base_ref: a resolved base reference (folder or hub id).
         dataset_dir: the dataset version's folder.
         adapter_dir: a trained adapter for ``base_ref``; ``None`` scores the base itself.
+        max_new_tokens: generation budget; default the task's (``evaluation.generate``).
         limit: score only the first N examples (smoke runs).
+        progress: draw a progress bar on a terminal.
     """
     examples = read_split(dataset_dir, split)[:limit]
     tasks = {e.task for e in examples}
@@ -38,21 +41,26 @@ def evaluate(
     task = get_task(tasks.pop())
     model, processor = load_for_inference(base_ref, adapter_dir)
     outputs = generate_answers(
-        model, processor, dataset_dir, examples, batch_size=batch_size, max_new_tokens=max_new_tokens
+        model,
+        processor,
+        dataset_dir,
+        examples,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens or max_new_tokens_for(task.name),
+        progress=progress,
     )
-    metric = METRICS[task.metric]
-    predictions = []
-    for example, output in zip(examples, outputs, strict=True):
-        answers = example.answers or [example.suffix]
-        prediction = task.parse_output(output)
-        score = metric(prediction, answers)
-        predictions.append(ScoredPrediction(example.id, example.prefix, prediction, answers, score))
-    value = sum(p.score for p in predictions) / max(len(predictions), 1)
+    records = [example_record(dataset_dir, example, output) for example, output in zip(examples, outputs, strict=True)]
+    scored = score_records(task.name, records, source=Path(dataset_dir) / f"{split}.jsonl")
+    predictions = [
+        ScoredPrediction(example.id, example.prefix, output, record["answers"], score)
+        for example, output, record, score in zip(examples, outputs, records, scored.scores, strict=True)
+    ]
     return EvaluationReport(
         task=task.name,
         split=split,
         model=base_ref if adapter_dir is None else f"{base_ref} + {adapter_dir}",
         dataset_hash=recorded_hash(Path(dataset_dir)),
-        metrics={f"{task.name}/{split}/{task.metric}": value},
+        metrics={f"{task.name}/{split}/{name}": value for name, value in scored.metrics.items()},
         predictions=predictions,
+        details=scored.details,
     )

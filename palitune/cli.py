@@ -96,11 +96,41 @@ def _evaluate(args: argparse.Namespace, ws: Workspace) -> int:
 
     base = resolve_base(args.model, ws.models)
     report = evaluate(
-        base, Path(args.dataset), adapter_dir=Path(args.adapter) if args.adapter else None, split=args.split
+        base,
+        Path(args.dataset),
+        adapter_dir=Path(args.adapter) if args.adapter else None,
+        split=args.split,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        progress=True,
     )
     if args.output:
+        from evaluation.pictures import write_pictures
+
         report.write(Path(args.output))
+        write_pictures(report, Path(args.dataset), Path(args.output))
     print(json.dumps(report.summary(), indent=2))
+    return 0
+
+
+def _evaluate_score(args: argparse.Namespace, ws: Workspace) -> int:
+    from evaluation.score import read_predictions, score_records
+
+    path = Path(args.predictions)
+    result = score_records(args.task, read_predictions(path), source=path)
+    output = {
+        "task": result.task,
+        "predictions": str(path),
+        "examples": len(result.scores),
+        "metrics": result.metrics,
+        "details": result.details,
+        "scores": result.scores,
+    }
+    text = json.dumps(output, indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    summary = {k: v for k, v in output.items() if k != "scores"}
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -184,8 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--adapter", help="adapter folder to apply to the model")
     run.add_argument("--dataset", required=True)
     run.add_argument("--split", default="test")
-    run.add_argument("--output", help="folder for report.json and predictions.jsonl")
+    run.add_argument("--batch-size", type=int, default=64, help="prompts per generate call (default 64)")
+    run.add_argument("--max-new-tokens", type=int, help="generation budget (default: the task's)")
+    run.add_argument("--output", help="folder for report.json, predictions.jsonl and pictures (examples.png, ...)")
     run.set_defaults(func=_evaluate)
+    score = evaluate.add_parser(
+        "score",
+        help="score a predictions file of any model: one JSON object per line with 'prediction' and the targets",
+    )
+    score.add_argument("--task", required=True, choices=sorted(TASKS))
+    score.add_argument(
+        "--predictions",
+        required=True,
+        help="JSONL: prediction plus answers (vqa, docvqa, ocr), answer(s) (chartqa), fields (extract), "
+        "references (caption), boxes + width + height (detect)",
+    )
+    score.add_argument("--output", help="write the metrics and per-example scores (input order) as JSON here")
+    score.set_defaults(func=_evaluate_score)
 
     summary = sub.add_parser("summary", help="where to look: MLflow run, model versions, aliases, data")
     summary.add_argument("--task", default="vqa")

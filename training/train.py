@@ -281,13 +281,11 @@ class _Validation:
 
     def __call__(self, model: torch.nn.Module) -> dict[str, float]:
         # evaluation depends on training's model loading; imported here, at use, not at import
-        from data.tasks import get_task
         from evaluation.generate import generate_answers
-        from evaluation.metrics import score_outputs
+        from evaluation.score import example_record, score_records
 
         if not self.examples:
             return {}
-        task = get_task(self.config.task)
         outputs = generate_answers(
             model,  # type: ignore[arg-type]
             self.processor,
@@ -295,8 +293,9 @@ class _Validation:
             self.examples,
             max_new_tokens=self.config.max_new_tokens,
         )
-        name, scores = score_outputs(task.metric, outputs, [e.answers or [e.suffix] for e in self.examples])
-        return {f"{task.name}/val/{name}": sum(scores) / len(scores)}
+        records = [example_record(self.dataset_dir, e, o) for e, o in zip(self.examples, outputs, strict=True)]
+        scored = score_records(self.config.task, records)
+        return {f"{self.config.task}/val/{name}": value for name, value in scored.metrics.items()}
 
 
 class _Loop:

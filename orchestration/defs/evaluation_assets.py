@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from dagster import MetadataValue, Output, asset
 
 from data.versioning import DatasetVersion
+from evaluation.pictures import write_pictures
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
@@ -38,6 +39,7 @@ def evaluation_report(
     untrained = evaluate(result.base_model, dataset_version.path)
     client, run_id = mlflow.client(layout), finetuned_adapter.mlflow_run_id
     reports_dir = result.adapter_dir.parent / "evaluation"
+    write_pictures(finetuned, dataset_version.path, reports_dir / "finetuned")
     log_evaluation(client, run_id, finetuned, reports_dir / "finetuned", label="finetuned")
     log_evaluation(client, run_id, untrained, reports_dir / "untrained", label="untrained")
     metric = finetuned.primary_metric
