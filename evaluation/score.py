@@ -12,9 +12,10 @@ API can be scored the way palitune scores its own:
 | ocr | ``answer`` or ``answers`` | ocr_exact_match, cer (against the first answer) |
 | extract | ``fields`` (an object) or ``answers`` (its JSON) | field_f1, precision, recall, json_validity |
 | caption | ``references`` or ``answers`` | cider, bleu4, rouge_l, meteor (with java) |
-| detect | ``boxes`` ([[x0, y0, x1, y1, label], ...] in pixels), ``width``, ``height`` | coco_map, ap50, ap75, ar |
+| detect | ``boxes`` ([[x0, y0, x1, y1, label], ...], pixels), ``width`` + ``height`` | coco_map, ap50, ap75, ar |
 
-Per-example scores are those of the primary metric, except for detection, where COCO AP is
+Detection also takes the image size as ``image_size: [width, height]``. Per-example scores
+are those of the primary metric, except for detection, where COCO AP is
 defined over a set of images only: there each example scores the F1 of its boxes at IoU 0.5
 (label and box both right), a number a person can sort by.
 """
@@ -212,6 +213,11 @@ def _score_detection(records: Sequence[dict[str, Any]], where: _Where) -> ScoreR
 
 
 def _image_size(record: dict[str, Any], where: _Where, index: int) -> ImageSize:
+    if "image_size" in record:  # [width, height]
+        size = record["image_size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise where.error(index, "image_size", "expected [width, height] in pixels, positive integers")
+        return ImageSize(size[0], size[1])
     for name in ("width", "height"):
         if not isinstance(record.get(name), int) or record[name] <= 0:
             raise where.error(index, name, "missing or not a positive integer (the image size in pixels)")

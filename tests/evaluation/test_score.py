@@ -45,7 +45,7 @@ def test_detection_scores_boxes_decoded_from_loc_text() -> None:
     exact = encode_boxes([tuple(b) for b in target], 100, 100)
     records = [
         {"prediction": exact, "boxes": target, "width": 100, "height": 100},
-        {"prediction": "<loc0100><loc", "boxes": target, "width": 100, "height": 100},  # truncated output
+        {"prediction": "<loc0100><loc", "boxes": target, "image_size": [100, 100]},  # truncated output
     ]
     result = score_records("detect", records)
     assert result.scores[0] == 1.0 and result.scores[1] == 0.0
