@@ -134,6 +134,28 @@ def _evaluate_score(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def _registry_show(args: argparse.Namespace, ws: Workspace) -> int:
+    from palitune.summary import print_lineage
+
+    return print_lineage(ws, args.name)
+
+
+def _registry_rollback(args: argparse.Namespace, ws: Workspace) -> int:
+    import os
+
+    from registry.promotion import rollback
+    from registry.tracking import client_for
+
+    client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    try:
+        new, old = rollback(client, args.name)
+    except ValueError as err:
+        print(f"palitune: error: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: champion is v{new} again (was v{old}, now previous-champion)")
+    return 0
+
+
 def _summary(args: argparse.Namespace, ws: Workspace) -> int:
     from palitune.summary import print_summary
 
@@ -231,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.add_argument("--output", help="write the metrics and per-example scores (input order) as JSON here")
     score.set_defaults(func=_evaluate_score)
+
+    registry = sub.add_parser("registry", help="model versions: lineage, rollback").add_subparsers(
+        dest="action", required=True
+    )
+    show = registry.add_parser("show", help="every version of a registered model with its aliases and lineage")
+    show.add_argument("name", help="registered model, e.g. palitune-vqa")
+    show.set_defaults(func=_registry_show)
+    back = registry.add_parser("rollback", help="give champion back to previous-champion (the two aliases swap)")
+    back.add_argument("name", help="registered model, e.g. palitune-vqa")
+    back.set_defaults(func=_registry_rollback)
 
     summary = sub.add_parser("summary", help="where to look: MLflow run, model versions, aliases, data")
     summary.add_argument("--task", default="vqa")

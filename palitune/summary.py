@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from data.workspace import Workspace
 from registry.models import CHAMPION, model_name
@@ -52,3 +53,24 @@ def _untrained_score(metrics: dict[str, float]) -> str:
         ", ".join(f"{k.removeprefix('untrained/')}={v:.3f}" for k, v in metrics.items() if k.startswith("untrained/"))
         or "-"
     )
+
+
+def print_lineage(ws: Workspace, name: str) -> int:
+    """Print every version of ``name`` with its aliases and lineage tags; non-zero if none."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri
+    client = client_for(uri)
+    versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    if not versions:
+        print(f"{name}: no such registered model in {uri}", file=sys.stderr)
+        return 1
+    aliases_of: dict[str, list[str]] = {}
+    for alias, number in client.get_registered_model(name).aliases.items():
+        aliases_of.setdefault(str(number), []).append(alias)
+    for v in versions:
+        print(f"{name} v{v.version}  aliases: {', '.join(sorted(aliases_of.get(str(v.version), []))) or '-'}")
+        print(f"  source       {v.source}")
+        print(f"  run          {v.run_id}")
+        for key, value in sorted(v.tags.items()):
+            if key.startswith("palitune."):
+                print(f"  {key.removeprefix('palitune.'):<28} {value}")
+    return 0

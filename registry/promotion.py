@@ -4,14 +4,39 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
+from evaluation.compare import compare
 from evaluation.report import EvaluationReport
 from registry.models import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """When a challenger may take ``champion``. All three gates must pass.
+
+    Attributes:
+        margin: the lower bound of the paired-bootstrap interval of the gain (challenger
+            minus baseline, per example) must exceed it. With margin 0, the challenger must
+            be better beyond the noise of the test set, not just higher.
+        slice_tolerance: no slice (a tag value of the data) may lose more than this on average.
+        min_slice_examples: slices smaller than this are reported, not judged (too noisy).
+        floors: absolute minimums of the challenger's metrics, by metric name
+            (``{"vqa_accuracy": 0.5}``; matched against ``task/split/<name>``).
+        confidence, resamples, seed: of the paired bootstrap (``evaluation.compare``).
+    """
+
+    margin: float = 0.0
+    slice_tolerance: float = 0.05
+    min_slice_examples: int = 20
+    floors: dict[str, float] = field(default_factory=dict)
+    confidence: float = 0.95
+    resamples: int = 10_000
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -22,6 +47,10 @@ class Decision:
     baseline: float
     baseline_kind: str  # "champion vN" or "untrained base"
     reason: str
+    ci_low: float = 0.0
+    ci_high: float = 0.0
+    p_value: float = 1.0
+    failures: tuple[str, ...] = ()
 
     def as_tags(self) -> dict[str, str]:
         return {
@@ -30,29 +59,68 @@ class Decision:
             "palitune.promotion.challenger": f"{self.challenger:.6g}",
             "palitune.promotion.baseline": f"{self.baseline:.6g}",
             "palitune.promotion.baseline_kind": self.baseline_kind,
+            "palitune.promotion.gain_ci": f"[{self.ci_low:.6g}, {self.ci_high:.6g}]",
+            "palitune.promotion.p_value": f"{self.p_value:.4g}",
             "palitune.promotion.reason": self.reason,
         }
 
 
 def decide(
-    challenger: EvaluationReport, baseline: EvaluationReport, baseline_kind: str, *, margin: float = 0.0
+    challenger: EvaluationReport,
+    baseline: EvaluationReport,
+    baseline_kind: str,
+    *,
+    margin: float = 0.0,
+    policy: PromotionPolicy | None = None,
 ) -> Decision:
-    """Promote when the challenger's primary metric beats the baseline's by more than
-    ``margin``, both scored on the same examples of the same dataset version.
+    """Judge the challenger against the baseline, both scored on the same examples.
+
+    Promote only when the paired-bootstrap lower bound of the per-example gain exceeds the
+    margin, no large-enough slice regresses beyond the tolerance, and every floor holds.
 
     Raises:
         ValueError: when the two reports were not scored on the same examples.
     """
+    policy = policy or PromotionPolicy(margin=margin)
     if [p.id for p in challenger.predictions] != [p.id for p in baseline.predictions] or (
         challenger.dataset_hash != baseline.dataset_hash
     ):
         raise ValueError("challenger and baseline were not evaluated on the same examples")
+    paired = compare(challenger, baseline, resamples=policy.resamples, seed=policy.seed, confidence=policy.confidence)
     metric = challenger.primary_metric
     new, old = challenger.metrics[metric], baseline.metrics[metric]
-    promote = new > old + margin
-    verdict = "beats" if promote else "does not beat"
-    reason = f"{metric} {new:.4f} {verdict} {baseline_kind} {old:.4f} + margin {margin}"
-    return Decision(promote, metric, new, old, baseline_kind, reason)
+    failures = []
+    if not paired.ci_low > policy.margin:
+        failures.append(
+            f"gain {paired.mean_difference:+.4f}, {policy.confidence:.0%} CI [{paired.ci_low:+.4f}, "
+            f"{paired.ci_high:+.4f}]: lower bound not above margin {policy.margin}"
+        )
+    for delta in paired.slices:
+        if delta.examples >= policy.min_slice_examples and delta.mean_difference < -policy.slice_tolerance:
+            failures.append(
+                f"slice {delta.key}={delta.value} ({delta.examples} examples) regresses by "
+                f"{-delta.mean_difference:.4f} > tolerance {policy.slice_tolerance}"
+            )
+    for name, floor in sorted(policy.floors.items()):
+        values = [v for key, v in challenger.metrics.items() if key.rsplit("/", 1)[-1] == name]
+        if not values:
+            failures.append(f"floor {name}: the report has no such metric")
+        elif values[0] < floor:
+            failures.append(f"floor {name}: {values[0]:.4f} < {floor}")
+    head = f"{metric} {new:.4f} vs {baseline_kind} {old:.4f} ({paired.summary()})"
+    reason = f"{head}: " + ("; ".join(failures) if failures else f"wins beyond margin {policy.margin}")
+    return Decision(
+        not failures,
+        metric,
+        new,
+        old,
+        baseline_kind,
+        reason,
+        paired.ci_low,
+        paired.ci_high,
+        paired.p_value,
+        tuple(failures),
+    )
 
 
 def apply_decision(client: MlflowClient, name: str, version: str, decision: Decision) -> str | None:
@@ -81,6 +149,7 @@ def run_promotion(
     evaluate_version: ChampionEvaluator,
     *,
     margin: float = 0.0,
+    policy: PromotionPolicy | None = None,
 ) -> tuple[Decision, str | None]:
     """Compare the new version with the current champion on the challenger's test set.
 
@@ -98,5 +167,34 @@ def run_promotion(
         with tempfile.TemporaryDirectory(prefix="palitune-champion-") as scratch:
             baseline = evaluate_version(current, Path(scratch))
         kind = f"champion v{current.version}"
-    decision = decide(challenger, baseline, kind, margin=margin)
-    return decision, apply_decision(client, name, version, decision)
+    decision = decide(challenger, baseline, kind, policy=policy or PromotionPolicy(margin=margin))
+    holder = apply_decision(client, name, version, decision)
+    if current is not None and str(current.version) != version:  # the champion learns of the challenge too
+        verdict = "lost to" if decision.promote else "defended against"
+        client.set_model_version_tag(
+            name, str(current.version), "palitune.promotion.last_challenge", f"{verdict} v{version}: {decision.reason}"
+        )
+    return decision, holder
+
+
+def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
+    """Give ``champion`` back to the ``previous-champion`` in one step.
+
+    The two aliases swap, so a rollback can itself be undone by rolling back again.
+
+    Returns:
+        (the new champion, the version it replaced).
+
+    Raises:
+        ValueError: when the model has no champion or no previous champion.
+    """
+    current, previous = version_by_alias(client, name, CHAMPION), version_by_alias(client, name, PREVIOUS_CHAMPION)
+    if current is None or previous is None:
+        missing = CHAMPION if current is None else PREVIOUS_CHAMPION
+        raise ValueError(f"{name}: no version holds alias {missing!r}; nothing to roll back to")
+    new, old = str(previous.version), str(current.version)
+    client.set_registered_model_alias(name, CHAMPION, new)
+    client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old)
+    client.set_model_version_tag(name, new, "palitune.rollback", f"champion again, replacing v{old}")
+    client.set_model_version_tag(name, old, "palitune.rollback", f"rolled back to v{new}")
+    return new, old

@@ -11,13 +11,18 @@ from orchestration.defs.evaluation_assets import Evaluation
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
 from orchestration.defs.training_assets import TrainedAdapter
 from registry.models import RegisteredVersion, download_adapter, register_adapter
-from registry.promotion import run_promotion
+from registry.promotion import PromotionPolicy, run_promotion
 from registry.tracking import run_url
 from training.model_loading import resolve_base
 
 
 class PromotionConfig(Config):
+    """The promotion gates (``registry.promotion.PromotionPolicy``)."""
+
     margin: float = 0.0
+    slice_tolerance: float = 0.05
+    min_slice_examples: int = 20
+    floors: dict[str, float] = {}
 
 
 @asset(group_name="registry", kinds={"mlflow"}, code_version="1")
@@ -62,7 +67,8 @@ def champion(
     mlflow: MlflowResource,
 ) -> Output[dict]:
     """Alias ``champion``: moves to the new version only if it beats the current champion
-    (or, for the first version, the untrained base) on the same test set."""
+    (or, for the first version, the untrained base) on the same test set: the paired-bootstrap
+    lower bound of its gain above the margin, no slice regressing, every floor held."""
     layout = workspace.layout
     client = mlflow.client(layout)
 
@@ -77,7 +83,12 @@ def champion(
         evaluation_report.finetuned,
         evaluation_report.untrained,
         score_version,
-        margin=config.margin,
+        policy=PromotionPolicy(
+            margin=config.margin,
+            slice_tolerance=config.slice_tolerance,
+            min_slice_examples=config.min_slice_examples,
+            floors=dict(config.floors),
+        ),
     )
     state = {
         "model": model_version.name,
@@ -92,5 +103,7 @@ def champion(
             "champion_version": str(holder),
             "baseline": decision.baseline,
             "challenger_score": decision.challenger,
+            "gain_ci": [decision.ci_low, decision.ci_high],
+            "p_value": decision.p_value,
         },
     )
