@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test ui lint clean
+.PHONY: setup demo test ui mlflow-ui lint clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,11 @@ test: lint
 
 ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000
+
+# The MLflow UI and REST API on the workspace's store, local only (see README for a shared server).
+mlflow-ui: setup
+	$(BIN)/mlflow server --backend-store-uri sqlite:///$(PALITUNE_HOME)/mlflow/mlflow.db \
+		--default-artifact-root file://$(PALITUNE_HOME)/mlflow/artifacts --host 127.0.0.1 --port 5000 --workers 1
 
 lint: setup
 	$(BIN)/ruff check .

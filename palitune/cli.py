@@ -156,6 +156,33 @@ def _registry_rollback(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace, ws: Workspace) -> int:
+    if len(args.prompt) not in (1, len(args.image)):
+        print("palitune: error: give one --prompt, or one per --image", file=sys.stderr)
+        return 2
+    prompts = args.prompt * len(args.image) if len(args.prompt) == 1 else args.prompt
+    if args.model.startswith(("models:/", "runs:/")):
+        import os
+
+        import mlflow
+        import pandas as pd
+
+        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+        model = mlflow.pyfunc.load_model(args.model)
+        outputs = list(model.predict(pd.DataFrame({"image": args.image, "prompt": prompts})))
+    else:
+        from registry.serving import AdapterPredictor
+        from training.model_loading import resolve_base
+
+        predictor = AdapterPredictor(
+            resolve_base(args.base, ws.models), Path(args.model), max_new_tokens=args.max_new_tokens
+        )
+        outputs = predictor.predict(args.image, prompts)
+    for output in outputs:
+        print(output)
+    return 0
+
+
 def _summary(args: argparse.Namespace, ws: Workspace) -> int:
     from palitune.summary import print_summary
 
@@ -263,6 +290,16 @@ def build_parser() -> argparse.ArgumentParser:
     back = registry.add_parser("rollback", help="give champion back to previous-champion (the two aliases swap)")
     back.add_argument("name", help="registered model, e.g. palitune-vqa")
     back.set_defaults(func=_registry_rollback)
+
+    predict = sub.add_parser("predict", help="answer a prompt about an image with a registered model or an adapter")
+    predict.add_argument(
+        "--model", required=True, help="models:/palitune-vqa@champion (MLflow), or an adapter folder (with --base)"
+    )
+    predict.add_argument("--base", default="tiny", help="base model of an adapter folder (default tiny)")
+    predict.add_argument("--image", action="append", required=True, help="image file (repeatable)")
+    predict.add_argument("--prompt", action="append", required=True, help="e.g. 'answer en what colour is the circle?'")
+    predict.add_argument("--max-new-tokens", type=int, default=32, help="adapter folders only (default 32)")
+    predict.set_defaults(func=_predict)
 
     summary = sub.add_parser("summary", help="where to look: MLflow run, model versions, aliases, data")
     summary.add_argument("--task", default="vqa")

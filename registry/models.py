@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import io
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 ADAPTER_ARTIFACT = "adapter"
+PYFUNC_NAME = "model"
 
 
 def model_name(task: str) -> str:
@@ -30,23 +38,86 @@ class RegisteredVersion:
         return f"models:/{self.name}/{self.version}"
 
 
+def log_pyfunc(
+    client: MlflowClient, run_id: str, adapter_dir: Path, *, base_model: str, prompt: str, max_new_tokens: int = 32
+) -> str:
+    """Log the adapter as an MLflow pyfunc model of ``run_id``; returns its ``models:/`` URI.
+
+    The model is code (``registry/pyfunc_model.py``), its artifact the adapter folder (with
+    processor and run config), its config the base model reference and generation budget:
+    the base is resolved when the model loads, never stored or pickled. The signature and an
+    input example (a grey image, ``prompt``) go with it.
+    """
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(buffer, format="PNG")
+    example = pd.DataFrame({"image": [base64.b64encode(buffer.getvalue()).decode()], "prompt": [prompt]})
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "image"), ColSpec("string", "prompt")]), outputs=Schema([ColSpec("string")])
+    )
+    with _global_tracking_uri(client), mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name=PYFUNC_NAME,
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={ADAPTER_ARTIFACT: str(adapter_dir)},
+            model_config={"base_model": base_model, "max_new_tokens": max_new_tokens},
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"mlflow=={mlflow.__version__}", "torch", "transformers", "peft", "pillow"],
+        )
+    return str(info.model_uri)
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(client: MlflowClient) -> Iterator[None]:
+    """Point MLflow's global tracking URI at ``client``'s store for the duration: fluent
+    logging, and the registry resolving a ``models:/m-...`` source, both read the global."""
+    import mlflow
+
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI: put the environment back exactly.
+    previous, previous_env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(client.tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
 def register_adapter(
-    client: MlflowClient, run_id: str, adapter_dir: Path, name: str, tags: dict[str, str]
+    client: MlflowClient,
+    run_id: str,
+    adapter_dir: Path,
+    name: str,
+    tags: dict[str, str],
+    *,
+    prompt: str = "caption en",
+    max_new_tokens: int = 32,
 ) -> RegisteredVersion:
-    """Upload the adapter folder to the run, register it as a new version, alias it
-    ``challenger``.
+    """Upload the adapter folder to the run and log it as a pyfunc model, then register that
+    model as a new version and alias it ``challenger``.
 
     The files are uploaded before the version is created, so a failed upload never leaves
     a version without its artifacts.
     """
     client.log_artifacts(run_id, str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
-    source = f"{client.get_run(run_id).info.artifact_uri}/{ADAPTER_ARTIFACT}"
+    base_model = tags.get("palitune.base_model", "tiny")
+    source = log_pyfunc(
+        client, run_id, adapter_dir, base_model=base_model, prompt=prompt, max_new_tokens=max_new_tokens
+    )
     try:
         client.create_registered_model(name, description="palitune adapters; alias 'champion' serves.")
     except MlflowException as err:
         if err.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
-    version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+    with _global_tracking_uri(client):
+        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
     _await_ready(client, version)
     client.set_registered_model_alias(name, CHALLENGER, str(version.version))
     return RegisteredVersion(name, str(version.version), run_id, source)

@@ -5,6 +5,7 @@ from pathlib import Path
 from dagster import Config, Output, asset
 
 from data.versioning import DatasetVersion
+from evaluation.generate import max_new_tokens_for
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
 from orchestration.defs.evaluation_assets import Evaluation
@@ -41,8 +42,15 @@ def model_version(
         **{f"palitune.metric.{k}": f"{v:.6g}" for k, v in evaluation_report.finetuned.metrics.items()},
     }
     tags = {k: v for k, v in tags.items() if k.startswith("palitune.")}
+    examples = evaluation_report.finetuned.predictions
     version = register_adapter(
-        client, run.mlflow_run_id, run.result.adapter_dir, mlflow.model_name(run.config.task), tags
+        client,
+        run.mlflow_run_id,
+        run.result.adapter_dir,
+        mlflow.model_name(run.config.task),
+        tags,
+        prompt=examples[0].prefix if examples else "caption en",
+        max_new_tokens=max_new_tokens_for(run.config.task),
     )
     experiment_id = client.get_run(run.mlflow_run_id).info.experiment_id
     return Output(

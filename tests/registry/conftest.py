@@ -1,0 +1,17 @@
+"""Fixtures of the registry tests."""
+
+from pathlib import Path
+
+import pytest
+
+from data.synthetic import write_shapes_vqa
+from data.versioning import ensure_repo, version_dataset
+from tests.conftest import SMALL
+
+
+@pytest.fixture
+def workspace_with_vqa(tmp_path: Path) -> Path:
+    """A workspace whose ``datasets/vqa`` is a small VQA dataset, versioned with DVC."""
+    ensure_repo(tmp_path, tmp_path / "dvc-remote")
+    version_dataset(tmp_path, write_shapes_vqa(tmp_path / "datasets" / "vqa", sizes=SMALL))
+    return tmp_path

@@ -1,0 +1,73 @@
+"""A real consumer: a fresh Python process loads models:/palitune-vqa@champion with
+mlflow.pyfunc and answers about an image, as `palitune predict` does from the adapter."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data.schema import read_split
+from data.workspace import Workspace
+from registry.models import CHAMPION, register_adapter
+from registry.tracking import client_for, open_run
+from training.config import load_config
+from training.train import train
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+NAME = "palitune-vqa"
+
+
+def test_champion_loads_in_a_fresh_process_and_answers_like_the_cli(workspace_with_vqa: Path) -> None:
+    ws = workspace_with_vqa
+    uri = f"sqlite:///{ws}/mlflow.db"
+    config = load_config(
+        REPO / "configs" / "tiny" / "64px_vqa_lora.yaml",
+        ["dataset=datasets/vqa", "steps=150", "batch_size=16", "log_every=50", "output_dir=runs/consumer"],
+    )
+    client = client_for(uri)
+    run_id = open_run(client, "palitune", ws / "mlflow-artifacts", run_name="consumer", tags={})
+    result = train(config, Workspace(ws), tracking_uri=uri, mlflow_run_id=run_id)
+    example = read_split(ws / "datasets" / "vqa", "test")[0]
+    tags = {"palitune.base_model": "tiny", "palitune.dataset_hash": result.dataset_hash or ""}
+    version = register_adapter(client, run_id, result.adapter_dir, NAME, tags, prompt=example.prefix, max_new_tokens=12)
+    client.set_registered_model_alias(NAME, CHAMPION, version.version)
+    image = str(ws / "datasets" / "vqa" / example.image)
+    env = {**os.environ, "PALITUNE_HOME": str(ws), "MLFLOW_TRACKING_URI": uri}
+
+    consumer = (
+        "import json, sys, mlflow, pandas as pd\n"
+        f"model = mlflow.pyfunc.load_model('models:/{NAME}@{CHAMPION}')\n"
+        "out = model.predict(pd.DataFrame({'image': [sys.argv[1], open(sys.argv[1], 'rb').read()], "
+        "'prompt': [sys.argv[2]] * 2}))\n"
+        "print(json.dumps(list(out)))\n"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", consumer, image, example.prefix], env=env, capture_output=True, text=True, cwd=ws
+    )
+    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    by_path, by_bytes = json.loads(fresh.stdout.strip().splitlines()[-1])
+    assert by_path == by_bytes and by_path, "a path and the image's bytes give the same answer"
+
+    def predict(*model: str) -> str:
+        command = [
+            sys.executable,
+            "-m",
+            "palitune.cli",
+            "predict",
+            *model,
+            "--image",
+            image,
+            "--prompt",
+            example.prefix,
+        ]
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout.strip()
+
+    assert predict("--model", str(result.adapter_dir), "--base", "tiny", "--max-new-tokens", "12") == by_path
+    assert predict("--model", f"models:/{NAME}@{CHAMPION}") == by_path
