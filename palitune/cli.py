@@ -183,6 +183,36 @@ def _predict(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def _registry_export(args: argparse.Namespace, ws: Workspace) -> int:
+    import os
+    import tempfile
+
+    from registry.models import download_adapter, version_by_alias
+    from registry.serving import export_merged
+    from registry.tracking import client_for
+    from training.model_loading import resolve_base
+
+    if not args.merged:
+        print(
+            "palitune: error: only --merged exports are supported (the adapter alone is the version)", file=sys.stderr
+        )
+        return 2
+    name, _, alias = args.ref.partition("@")
+    if not alias:
+        print("palitune: error: expected NAME@ALIAS or NAME@VERSION, e.g. palitune-vqa@champion", file=sys.stderr)
+        return 2
+    client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    version = client.get_model_version(name, alias) if alias.isdigit() else version_by_alias(client, name, alias)
+    if version is None:
+        print(f"palitune: error: {name}: no version holds alias {alias!r}", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="palitune-export-") as scratch:
+        adapter = download_adapter(client, version, Path(scratch))
+        base = resolve_base(version.tags.get("palitune.base_model", "tiny"), ws.models)
+        print(export_merged(base, adapter, Path(args.out)))
+    return 0
+
+
 def _summary(args: argparse.Namespace, ws: Workspace) -> int:
     from palitune.summary import print_summary
 
@@ -290,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     back = registry.add_parser("rollback", help="give champion back to previous-champion (the two aliases swap)")
     back.add_argument("name", help="registered model, e.g. palitune-vqa")
     back.set_defaults(func=_registry_rollback)
+    export = registry.add_parser("export", help="the adapter of NAME@ALIAS merged into its base, one safetensors model")
+    export.add_argument("ref", help="NAME@ALIAS (palitune-vqa@champion) or NAME@VERSION")
+    export.add_argument("--merged", action="store_true", help="merge the LoRA adapter into the base (required)")
+    export.add_argument("--out", required=True, help="folder to write (replaced only when complete)")
+    export.set_defaults(func=_registry_export)
 
     predict = sub.add_parser("predict", help="answer a prompt about an image with a registered model or an adapter")
     predict.add_argument(

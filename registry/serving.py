@@ -85,3 +85,21 @@ def load_predictor(adapter_dir: Path, model_config: dict[str, Any]) -> AdapterPr
 
     base_ref = resolve_base(str(model_config["base_model"]), Workspace.from_env().models)
     return AdapterPredictor(base_ref, adapter_dir, max_new_tokens=int(model_config.get("max_new_tokens", 32)))
+
+
+def export_merged(base_ref: str, adapter_dir: Path, out_dir: Path) -> Path:
+    """Merge a LoRA adapter into its base and save one model (safetensors) with its processor.
+
+    For serving stacks that want a single checkpoint: the result loads with
+    ``PaliGemmaForConditionalGeneration.from_pretrained(out_dir)``. Written beside ``out_dir``
+    and moved into place when complete. A fully fine-tuned folder is saved as it is.
+    """
+    from data.atomic import staged_dir
+    from training.model_loading import load_for_inference
+
+    model, processor = load_for_inference(base_ref, Path(adapter_dir))
+    merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+    with staged_dir(Path(out_dir)) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        processor.save_pretrained(tmp)
+    return Path(out_dir)

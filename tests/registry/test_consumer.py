@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "palitune-vqa"
 
 
-def test_champion_loads_in_a_fresh_process_and_answers_like_the_cli(workspace_with_vqa: Path) -> None:
+def test_champion_loads_in_a_fresh_process_answers_like_the_cli_and_exports_merged(workspace_with_vqa: Path) -> None:
     ws = workspace_with_vqa
     uri = f"sqlite:///{ws}/mlflow.db"
     config = load_config(
@@ -71,3 +71,34 @@ def test_champion_loads_in_a_fresh_process_and_answers_like_the_cli(workspace_wi
 
     assert predict("--model", str(result.adapter_dir), "--base", "tiny", "--max-new-tokens", "12") == by_path
     assert predict("--model", f"models:/{NAME}@{CHAMPION}") == by_path
+
+    # The champion merged into its base: one safetensors model, the same answers.
+    merged_dir = ws / "exports" / "vqa"
+    exported = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "palitune.cli",
+            "registry",
+            "export",
+            f"{NAME}@{CHAMPION}",
+            "--merged",
+            "--out",
+            str(merged_dir),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (merged_dir / "model.safetensors").is_file() and not list(merged_dir.glob("adapter_*"))
+    assert not list(merged_dir.glob("*.bin")) and not list(merged_dir.glob("*.pt"))
+    from registry.serving import decode_image
+    from training.model_loading import load_base
+
+    model, processor = load_base(str(merged_dir))
+    batch = processor(text=["<image>" + example.prefix], images=[decode_image(image)], return_tensors="pt")
+    generated = model.generate(**batch, max_new_tokens=12, do_sample=False)
+    merged_answer = processor.batch_decode(generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert merged_answer[0].strip() == by_path
