@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import io
 import os
 import time
@@ -111,15 +112,15 @@ def register_adapter(
     source = log_pyfunc(
         client, run_id, adapter_dir, base_model=base_model, prompt=prompt, max_new_tokens=max_new_tokens
     )
-    try:
-        client.create_registered_model(name, description="palitune adapters; alias 'champion' serves.")
-    except MlflowException as err:
-        if err.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-    with _global_tracking_uri(client):
+    with model_lock(client, name), _global_tracking_uri(client):
+        try:
+            client.create_registered_model(name, description="palitune adapters; alias 'champion' serves.")
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
         version = client.create_model_version(name, source, run_id=run_id, tags=tags)
-    _await_ready(client, version)
-    client.set_registered_model_alias(name, CHALLENGER, str(version.version))
+        _await_ready(client, version)
+        client.set_registered_model_alias(name, CHALLENGER, str(version.version))
     return RegisteredVersion(name, str(version.version), run_id, source)
 
 
@@ -130,6 +131,30 @@ def _await_ready(client: MlflowClient, version: ModelVersion, timeout_s: float =
             raise RuntimeError(f"{version.name} v{version.version}: registration {version.status}")
         time.sleep(0.2)
         version = client.get_model_version(version.name, str(version.version))
+
+
+@contextlib.contextmanager
+def model_lock(client: MlflowClient, name: str) -> Iterator[None]:
+    """Serialise changes to ``name``'s versions and aliases across processes.
+
+    MLflow has no compare-and-set on aliases, so two promotions racing could each replace
+    the champion they read, and one would lose ``previous-champion``; registrations racing
+    collide on version numbers and alias rows. Against a SQLite store (one machine), an
+    exclusive lock on a file beside the database serialises them. Against an MLflow server,
+    run registration and promotion from one place (the Dagster assets, whose runs can share
+    a concurrency pool).
+    """
+    uri = str(client.tracking_uri)
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///") + f".{name}.lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:

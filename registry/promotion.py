@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from evaluation.compare import compare
 from evaluation.report import EvaluationReport
-from registry.models import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
+from registry.models import CHAMPION, PREVIOUS_CHAMPION, model_lock, version_by_alias
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,21 @@ def run_promotion(
     Returns:
         The decision and the champion version afterwards.
     """
+    with model_lock(client, name):
+        return _promote(
+            client, name, version, challenger, untrained, evaluate_version, policy or PromotionPolicy(margin=margin)
+        )
+
+
+def _promote(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    challenger: EvaluationReport,
+    untrained: EvaluationReport,
+    evaluate_version: ChampionEvaluator,
+    policy: PromotionPolicy,
+) -> tuple[Decision, str | None]:
     current = version_by_alias(client, name, CHAMPION)
     if current is None or str(current.version) == version:
         baseline, kind = untrained, "untrained base"
@@ -167,7 +182,7 @@ def run_promotion(
         with tempfile.TemporaryDirectory(prefix="palitune-champion-") as scratch:
             baseline = evaluate_version(current, Path(scratch))
         kind = f"champion v{current.version}"
-    decision = decide(challenger, baseline, kind, policy=policy or PromotionPolicy(margin=margin))
+    decision = decide(challenger, baseline, kind, policy=policy)
     holder = apply_decision(client, name, version, decision)
     if current is not None and str(current.version) != version:  # the champion learns of the challenge too
         verdict = "lost to" if decision.promote else "defended against"
