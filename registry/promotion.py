@@ -160,36 +160,26 @@ def run_promotion(
     Returns:
         The decision and the champion version afterwards.
     """
-    with model_lock(client, name):
-        return _promote(
-            client, name, version, challenger, untrained, evaluate_version, policy or PromotionPolicy(margin=margin)
-        )
-
-
-def _promote(
-    client: MlflowClient,
-    name: str,
-    version: str,
-    challenger: EvaluationReport,
-    untrained: EvaluationReport,
-    evaluate_version: ChampionEvaluator,
-    policy: PromotionPolicy,
-) -> tuple[Decision, str | None]:
-    current = version_by_alias(client, name, CHAMPION)
-    if current is None or str(current.version) == version:
-        baseline, kind = untrained, "untrained base"
-    else:
-        with tempfile.TemporaryDirectory(prefix="palitune-champion-") as scratch:
-            baseline = evaluate_version(current, Path(scratch))
-        kind = f"champion v{current.version}"
-    decision = decide(challenger, baseline, kind, policy=policy)
-    holder = apply_decision(client, name, version, decision)
-    if current is not None and str(current.version) != version:  # the champion learns of the challenge too
-        verdict = "lost to" if decision.promote else "defended against"
-        client.set_model_version_tag(
-            name, str(current.version), "palitune.promotion.last_challenge", f"{verdict} v{version}: {decision.reason}"
-        )
-    return decision, holder
+    policy = policy or PromotionPolicy(margin=margin)
+    with model_lock(client, name):  # read champion, judge, move aliases: one step
+        current = version_by_alias(client, name, CHAMPION)
+        if current is None or str(current.version) == version:
+            baseline, kind = untrained, "untrained base"
+        else:
+            with tempfile.TemporaryDirectory(prefix="palitune-champion-") as scratch:
+                baseline = evaluate_version(current, Path(scratch))
+            kind = f"champion v{current.version}"
+        decision = decide(challenger, baseline, kind, policy=policy)
+        holder = apply_decision(client, name, version, decision)
+        if current is not None and str(current.version) != version:  # the champion learns of the challenge too
+            verdict = "lost to" if decision.promote else "defended against"
+            client.set_model_version_tag(
+                name,
+                str(current.version),
+                "palitune.promotion.last_challenge",
+                f"{verdict} v{version}: {decision.reason}",
+            )
+        return decision, holder
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
@@ -203,13 +193,14 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     Raises:
         ValueError: when the model has no champion or no previous champion.
     """
-    current, previous = version_by_alias(client, name, CHAMPION), version_by_alias(client, name, PREVIOUS_CHAMPION)
-    if current is None or previous is None:
-        missing = CHAMPION if current is None else PREVIOUS_CHAMPION
-        raise ValueError(f"{name}: no version holds alias {missing!r}; nothing to roll back to")
-    new, old = str(previous.version), str(current.version)
-    client.set_registered_model_alias(name, CHAMPION, new)
-    client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old)
-    client.set_model_version_tag(name, new, "palitune.rollback", f"champion again, replacing v{old}")
-    client.set_model_version_tag(name, old, "palitune.rollback", f"rolled back to v{new}")
-    return new, old
+    with model_lock(client, name):
+        current, previous = version_by_alias(client, name, CHAMPION), version_by_alias(client, name, PREVIOUS_CHAMPION)
+        if current is None or previous is None:
+            missing = CHAMPION if current is None else PREVIOUS_CHAMPION
+            raise ValueError(f"{name}: no version holds alias {missing!r}; nothing to roll back to")
+        new, old = str(previous.version), str(current.version)
+        client.set_registered_model_alias(name, CHAMPION, new)
+        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old)
+        client.set_model_version_tag(name, new, "palitune.rollback", f"champion again, replacing v{old}")
+        client.set_model_version_tag(name, old, "palitune.rollback", f"rolled back to v{new}")
+        return new, old
