@@ -326,18 +326,3 @@ METRICS: dict[str, Callable[[str, Sequence[str]], float]] = {
     "ocr_exact_match": ocr_exact_match,
     "field_f1": field_f1,
 }
-
-
-def score_outputs(metric: str, outputs: Sequence[str], answers: Sequence[Sequence[str]]) -> tuple[str, list[float]]:
-    """Score generated texts against their accepted answers with ``metric``.
-
-    A metric not in ``METRICS`` yet is replaced by exact match of the stripped text, and the
-    returned name says so (``exact_match``), so no number is ever reported under a metric
-    that did not compute it.
-
-    Returns:
-        The name of the metric used and one score per output.
-    """
-    if metric in METRICS:
-        return metric, [METRICS[metric](o, a) for o, a in zip(outputs, answers, strict=True)]
-    return "exact_match", [float(o.strip() in {x.strip() for x in a}) for o, a in zip(outputs, answers, strict=True)]

@@ -13,7 +13,6 @@ from evaluation.metrics import (
     field_prf,
     ocr_exact_match,
     relaxed_accuracy,
-    score_outputs,
 )
 
 # ANLS (DocVQA official script)
@@ -258,11 +257,3 @@ def test_metrics_registered_under_task_table_names() -> None:
     assert METRICS["relaxed_accuracy"] is relaxed_accuracy
     assert METRICS["ocr_exact_match"] is ocr_exact_match
     assert METRICS["field_f1"] is field_f1
-
-
-def test_score_outputs_uses_the_registered_metric() -> None:
-    name, scores = score_outputs("relaxed_accuracy", ["104", "Yes"], [["100"], ["yes"]])
-    assert name == "relaxed_accuracy"
-    assert scores == [1.0, 1.0]
-    name, scores = score_outputs("unknown_metric", ["Yes"], [["yes"]])
-    assert (name, scores) == ("exact_match", [0.0])
