@@ -156,6 +156,39 @@ def _registry_rollback(args: argparse.Namespace, ws: Workspace) -> int:
     return 0
 
 
+def _registry_promote(args: argparse.Namespace, ws: Workspace) -> int:
+    import os
+
+    from palitune.promote import promote
+    from registry.promotion import PromotionPolicy
+    from registry.tracking import client_for
+
+    floors = {}
+    for item in args.floor:
+        metric, _, value = item.partition("=")
+        try:
+            floors[metric] = float(value)
+        except ValueError:
+            print(f"palitune: error: --floor {item!r}: expected METRIC=NUMBER, e.g. vqa_accuracy=0.5", file=sys.stderr)
+            return 2
+    policy = PromotionPolicy(
+        margin=args.margin,
+        slice_tolerance=args.slice_tolerance,
+        min_slice_examples=args.min_slice_examples,
+        floors=floors,
+    )
+    client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    try:
+        decision, holder, dataset_dir = promote(ws, client, args.name, version=args.version, policy=policy)
+    except ValueError as err:
+        print(f"palitune: error: {err}", file=sys.stderr)
+        return 1
+    verdict = "promoted" if decision.promote else "not promoted"
+    print(f"{args.name}: {verdict} (scored on {dataset_dir})\n  {decision.reason}")
+    print(f"  champion: {'v' + holder if holder else 'none'}")
+    return 0 if decision.promote else 3
+
+
 def _predict(args: argparse.Namespace, ws: Workspace) -> int:
     if len(args.prompt) not in (1, len(args.image)):
         print("palitune: error: give one --prompt, or one per --image", file=sys.stderr)
@@ -311,12 +344,26 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--output", help="write the metrics and per-example scores (input order) as JSON here")
     score.set_defaults(func=_evaluate_score)
 
-    registry = sub.add_parser("registry", help="model versions: lineage, rollback").add_subparsers(
+    registry = sub.add_parser("registry", help="model versions: lineage, promotion, rollback, export").add_subparsers(
         dest="action", required=True
     )
     show = registry.add_parser("show", help="every version of a registered model with its aliases and lineage")
     show.add_argument("name", help="registered model, e.g. palitune-vqa")
     show.set_defaults(func=_registry_show)
+    promote = registry.add_parser(
+        "promote",
+        help="score challenger and champion on the challenger's test set; move champion if it wins "
+        "(exit 0 promoted, 3 kept)",
+    )
+    promote.add_argument("name", help="registered model, e.g. palitune-vqa")
+    promote.add_argument("--version", help="the version to judge (default: the one holding alias 'challenger')")
+    promote.add_argument("--margin", type=float, default=0.0, help="the gain's CI lower bound must exceed this")
+    promote.add_argument("--slice-tolerance", type=float, default=0.05, help="largest mean loss allowed on a slice")
+    promote.add_argument("--min-slice-examples", type=int, default=20, help="smaller slices are not judged")
+    promote.add_argument(
+        "--floor", action="append", default=[], metavar="METRIC=VALUE", help="absolute minimum (repeatable)"
+    )
+    promote.set_defaults(func=_registry_promote)
     back = registry.add_parser("rollback", help="give champion back to previous-champion (the two aliases swap)")
     back.add_argument("name", help="registered model, e.g. palitune-vqa")
     back.set_defaults(func=_registry_rollback)

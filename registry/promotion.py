@@ -145,7 +145,7 @@ def run_promotion(
     name: str,
     version: str,
     challenger: EvaluationReport,
-    untrained: EvaluationReport,
+    untrained: EvaluationReport | Callable[[], EvaluationReport],
     evaluate_version: ChampionEvaluator,
     *,
     margin: float = 0.0,
@@ -153,9 +153,10 @@ def run_promotion(
 ) -> tuple[Decision, str | None]:
     """Compare the new version with the current champion on the challenger's test set.
 
-    With no champion yet, the baseline is the untrained base scored on that set. The
-    champion is re-scored (``evaluate_version(version, scratch_dir)``) rather than trusting
-    numbers it got on another dataset version.
+    With no champion yet, the baseline is the untrained base scored on that set (``untrained``
+    may be a function, called only then). The champion is re-scored
+    (``evaluate_version(version, scratch_dir)``) rather than trusting numbers it got on
+    another dataset version.
 
     Returns:
         The decision and the champion version afterwards.
@@ -164,7 +165,7 @@ def run_promotion(
     with model_lock(client, name):  # read champion, judge, move aliases: one step
         current = version_by_alias(client, name, CHAMPION)
         if current is None or str(current.version) == version:
-            baseline, kind = untrained, "untrained base"
+            baseline, kind = (untrained() if callable(untrained) else untrained), "untrained base"
         else:
             with tempfile.TemporaryDirectory(prefix="palitune-champion-") as scratch:
                 baseline = evaluate_version(current, Path(scratch))

@@ -35,9 +35,29 @@ def test_champion_loads_in_a_fresh_process_answers_like_the_cli_and_exports_merg
     example = read_split(ws / "datasets" / "vqa", "test")[0]
     tags = {"palitune.base_model": "tiny", "palitune.dataset_hash": result.dataset_hash or ""}
     version = register_adapter(client, run_id, result.adapter_dir, NAME, tags, prompt=example.prefix, max_new_tokens=12)
-    client.set_registered_model_alias(NAME, CHAMPION, version.version)
-    image = str(ws / "datasets" / "vqa" / example.image)
     env = {**os.environ, "PALITUNE_HOME": str(ws), "MLFLOW_TRACKING_URI": uri}
+
+    # `registry promote` judges the challenger on its own dataset version, restored by hash
+    # from the DVC remote: the workspace's copy is moved away first.
+    (ws / "datasets" / "vqa").rename(ws / "elsewhere")
+
+    def promote(*policy: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "palitune.cli", "registry", "promote", NAME, *policy]
+        return subprocess.run(command, env=env, capture_output=True, text=True, cwd=REPO)
+
+    # 16 test examples cannot show a gain beyond noise, and a floor of 0.99 is not met: kept out.
+    refused = promote("--floor", "vqa_accuracy=0.99")
+    assert refused.returncode == 3, refused.stdout + refused.stderr[-3000:]
+    assert f"restored/{result.dataset_hash}" in refused.stdout and "untrained base" in refused.stdout
+    assert "floor vqa_accuracy" in refused.stdout and "champion: none" in refused.stdout
+    assert client.get_model_version(NAME, version.version).tags["palitune.promotion.decision"] == "rejected"
+    # A policy that tolerates any loss up to 1.0 lets it in; the restored copy is reused.
+    accepted = promote("--margin", "-1")
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr[-3000:]
+    assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == version.version
+    assert client.get_model_version(NAME, version.version).tags["palitune.promotion.decision"] == "promoted"
+    (ws / "elsewhere").rename(ws / "datasets" / "vqa")
+    image = str(ws / "datasets" / "vqa" / example.image)
 
     consumer = (
         "import json, sys, mlflow, pandas as pd\n"
