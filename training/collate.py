@@ -8,33 +8,71 @@ prefix-LM attention mask).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from PIL import Image
 from transformers import PaliGemmaProcessor
 
 from data.schema import Example
 
+if TYPE_CHECKING:
+    from training.feature_cache import ImageFeatures
+
 IMAGE_TOKEN = "<image>"
 
 
+def open_image(root: Path, image: str) -> Image.Image:
+    """The image at ``image`` (relative to ``root``) as RGB."""
+    with Image.open(Path(root) / image) as opened:
+        return opened.convert("RGB")
+
+
 def load_image(root: Path, example: Example) -> Image.Image:
-    with Image.open(Path(root) / example.image) as image:
-        return image.convert("RGB")
+    return open_image(root, example.image)
 
 
 def prompt(example: Example) -> str:
     return IMAGE_TOKEN + example.prefix
 
 
-class TrainCollator:
-    """Collate examples of one dataset folder into a training batch."""
+def text_batch(processor: PaliGemmaProcessor, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
+    """The text half of ``processor(text=..., images=..., suffix=...)``, without the images.
 
-    def __init__(self, processor: PaliGemmaProcessor, root: Path):
-        self.processor, self.root = processor, Path(root)
+    The same token layout the processor builds (a test holds them equal): the image tokens,
+    ``<bos>``, the prefix and ``\\n`` as the first segment, the suffix and ``<eos>`` as the
+    second, ``token_type_ids`` 1 on the second, labels only there.
+    """
+    tokenizer = processor.tokenizer
+    image_tokens = IMAGE_TOKEN * processor.image_seq_length
+    batch = tokenizer(
+        [f"{image_tokens}{tokenizer.bos_token}{e.prefix}\n" for e in examples],
+        text_pair=[e.suffix + tokenizer.eos_token for e in examples],
+        return_token_type_ids=True,
+        padding="longest",
+        return_tensors="pt",
+    )
+    labels = batch["input_ids"].masked_fill(batch["token_type_ids"] == 0, -100)
+    return {**batch, "labels": labels}
+
+
+class TrainCollator:
+    """Collate examples of one dataset folder into a training batch.
+
+    With ``features`` (the cached outputs of a frozen vision tower, see
+    ``training.feature_cache``), no image is opened: ``pixel_values`` carries each image's
+    cached features instead.
+    """
+
+    def __init__(self, processor: PaliGemmaProcessor, root: Path, features: ImageFeatures | None = None):
+        self.processor, self.root, self.features = processor, Path(root), features
 
     def __call__(self, examples: list[Example]) -> dict[str, Any]:
+        if self.features is not None:
+            features = self.features.lookup([e.image for e in examples])
+            return {**text_batch(self.processor, examples), "pixel_values": features}
         return self.processor(
             text=[prompt(e) for e in examples],
             images=[load_image(self.root, e) for e in examples],

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from data.tasks import TASKS
 
 
 class Method(StrEnum):
@@ -71,6 +73,19 @@ class RunConfig(BaseModel):
     freeze_vision: bool = Field(True, description="Keep the SigLIP vision tower frozen.")
     freeze_projector: bool = Field(False, description="Keep the multimodal projector frozen (else trained fully).")
     precision: Precision = Field(Precision.FP32, description="fp32, bf16 (autocast) or fp16 (autocast, GPU).")
+    feature_cache: bool = Field(
+        True,
+        description="Compute the frozen vision tower's image features once per dataset version, base model, "
+        "image size and precision (stored under <workspace>/cache/image-features) and reuse them every epoch "
+        "and run instead of re-encoding the pixels. Used only when no vision-tower parameter trains; the "
+        "losses are those of the uncached run. Costs disk: tokens x vision width x 2-4 bytes per image.",
+    )
+    length_bucketing: bool = Field(
+        True,
+        description="Batch examples of similar text length together (sorted within groups of 50 shuffled "
+        "batches, then the batches shuffled), so less of each batch is padding. Every example is still "
+        "seen once per epoch and its loss does not depend on its padding.",
+    )
     steps: int = Field(1000, gt=0, description="Optimizer steps.")
     batch_size: int = Field(32, gt=0, description="Examples per micro-batch per process.")
     grad_accumulation: int = Field(1, gt=0, description="Micro-batches per optimizer step.")
@@ -91,6 +106,13 @@ class RunConfig(BaseModel):
     max_new_tokens: int = Field(32, gt=0, description="Generation length for validation scoring.")
     num_threads: int = Field(0, ge=0, description="torch threads on CPU; 0 keeps torch's default.")
     experiment: str = Field("palitune", description="MLflow experiment name.")
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
+        return task
 
     @model_validator(mode="after")
     def _consistent(self) -> RunConfig:
@@ -117,6 +139,7 @@ RUNTIME_FIELDS = {
     "resume",
     "experiment",
     "num_threads",
+    "feature_cache",  # the same losses with or without it (tested), so a run may resume either way
 }
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from transformers import (
     PaliGemmaProcessor,
     get_constant_schedule_with_warmup,
@@ -39,7 +39,7 @@ from transformers import (
 )
 
 from data.atomic import staged_dir
-from data.schema import Example, read_split
+from data.schema import DataError, Example, read_split
 from data.versioning import recorded_hash, verify_dataset
 from data.workspace import Workspace
 from training.checkpoints import (
@@ -51,8 +51,17 @@ from training.checkpoints import (
 )
 from training.collate import TrainCollator
 from training.config import ConfigError, Method, Precision, RunConfig, Scheduler, add_config_arguments, config_from_args
+from training.feature_cache import (
+    ImageFeatures,
+    cache_blocker,
+    cache_key,
+    dataset_identity,
+    load_or_compute_features,
+    serve_cached_features,
+)
 from training.model_loading import load_base, resolve_base
 from training.peft_setup import prepare_model
+from training.sampling import EpochSampler, LengthGroupedSampler, text_lengths
 
 RUN_INFO_FILE = "palitune_run.json"
 ProgressCallback = Callable[[int, dict[str, float]], None]
@@ -124,23 +133,6 @@ def preflight(batch: dict[str, torch.Tensor], image_token_id: int, image_tokens:
         )
 
 
-class EpochSampler(Sampler[int]):
-    """A shuffle that depends only on (seed, epoch): the order of any epoch can be replayed."""
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
-
-
 def train(
     config: RunConfig,
     workspace: Workspace | None = None,
@@ -189,8 +181,15 @@ def train(
     image_token_id, image_tokens = base.config.image_token_id, int(base.config.text_config.num_image_tokens)  # type: ignore[union-attr]
     model, trainable = prepare_model(base, config)
     examples = read_split(dataset_dir, "train")
-    sampler = EpochSampler(len(examples), config.seed)
-    loader = _make_loader(config, processor, dataset_dir, examples, sampler)
+    sampler = (
+        LengthGroupedSampler(text_lengths(processor, examples), config.batch_size, config.seed)
+        if config.length_bucketing
+        else EpochSampler(len(examples), config.seed)
+    )
+    features = _image_features(
+        config, workspace, accelerator, base, base_ref, processor, dataset_dir, examples, data_hash
+    )
+    loader = _make_loader(config, processor, dataset_dir, examples, sampler, features)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -233,7 +232,8 @@ def train(
     loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, config, output_dir, run_id, on_log)
     loop.validation = _Validation(config, processor, dataset_dir) if config.eval_every else None
     try:
-        final_loss = loop.run(start_step, image_token_id, image_tokens)
+        with serve_cached_features(base) if features is not None else contextlib.nullcontext():
+            final_loss = loop.run(start_step, image_token_id, image_tokens)
     except BaseException:
         _end_mlflow_run("FAILED", accelerator)
         raise
@@ -251,15 +251,61 @@ def train(
     return result
 
 
+def _image_features(
+    config: RunConfig,
+    workspace: Workspace,
+    accelerator: Accelerator,
+    base: Any,
+    base_ref: str,
+    processor: PaliGemmaProcessor,
+    dataset_dir: Path,
+    examples: list[Example],
+    data_hash: str | None,
+) -> ImageFeatures | None:
+    """The frozen vision tower's cached features of the train images, or ``None`` when not used."""
+    if not config.feature_cache:
+        return None
+    blocker = cache_blocker(base)
+    if blocker is not None:
+        if accelerator.is_main_process:
+            print(f"image feature cache off: {blocker}", file=sys.stderr, flush=True)
+        return None
+    base.model.vision_tower.to(accelerator.device)
+    key = cache_key(
+        dataset=dataset_identity(dataset_dir, examples, data_hash),
+        base_ref=base_ref,
+        model=base,
+        processor=processor,
+        precision=config.precision.value,
+        device=accelerator.device,
+    )
+    with accelerator.main_process_first():  # one process computes, the others read what it wrote
+        return load_or_compute_features(
+            workspace.root / "cache" / "image-features",
+            key,
+            base,
+            processor,
+            dataset_dir,
+            examples,
+            batch_size=config.batch_size,
+            autocast=accelerator.autocast,
+        )
+
+
 def _make_loader(
-    config: RunConfig, processor: PaliGemmaProcessor, dataset_dir: Path, examples: list[Example], sampler: EpochSampler
+    config: RunConfig,
+    processor: PaliGemmaProcessor,
+    dataset_dir: Path,
+    examples: list[Example],
+    sampler: EpochSampler,
+    features: ImageFeatures | None = None,
 ) -> DataLoader:
     return DataLoader(
         examples,  # type: ignore[arg-type]
         batch_size=config.batch_size,
         sampler=sampler,
         drop_last=len(examples) >= config.batch_size,
-        collate_fn=TrainCollator(processor, dataset_dir),
+        collate_fn=TrainCollator(processor, dataset_dir, features),
     )
 
 
@@ -483,17 +529,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        result = train(config_from_args(args))
-    except (ConfigError, PreflightError) as err:
-        print(f"training: error: {err}", file=sys.stderr)
-        return 2
-    from accelerate import PartialState
+    from training.pipes_report import pipes_reporter
 
-    if PartialState().is_main_process:  # one summary line per run, not per process
-        summary = {"adapter_dir": str(result.adapter_dir), "final_loss": result.final_loss}
-        print(json.dumps({**summary, "mlflow_run_id": result.mlflow_run_id}))
+    args = build_parser().parse_args(argv)
+    # Exit 2 is bad input (config, data, preflight): an orchestrator should not retry it.
+    with pipes_reporter() as report:  # reports to Dagster when it launched us; else None
+        try:
+            result = train(config_from_args(args), on_log=report.on_log if report else None)
+        except (ConfigError, DataError, PreflightError) as err:
+            if report:
+                if isinstance(err, PreflightError):
+                    report.preflight(passed=False, detail=str(err))
+                report.bad_input(err)
+            print(f"training: error: {err}", file=sys.stderr)
+            return 2
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:  # one summary line per run, not per process
+            summary = {"adapter_dir": str(result.adapter_dir), "final_loss": result.final_loss}
+            print(json.dumps({**summary, "mlflow_run_id": result.mlflow_run_id}))
+        if report:
+            report.finished(result, json.loads((result.adapter_dir / RUN_INFO_FILE).read_text()))
     return 0
 
 
