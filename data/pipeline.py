@@ -169,9 +169,10 @@ def commit_pipeline_output(root: Path, stage: str) -> None:
         run_dvc(root, "commit", "--force", stage)
 
 
-def locked_outputs(root: Path) -> dict[str, tuple[str, str]]:
-    """Output path (relative to ``root``) -> (stage, md5 without ``.dir``) from ``dvc.lock``."""
-    path = Path(root) / LOCK_FILE
+def locked_outputs(root: Path, lock_file: str = LOCK_FILE) -> dict[str, tuple[str, str]]:
+    """Output path (relative to ``root``) -> (stage, md5 without ``.dir``) from ``dvc.lock``
+    (or from another lock file in ``root``, e.g. a saved copy)."""
+    path = Path(root) / lock_file
     if not path.is_file():
         return {}
     stages = (yaml.safe_load(path.read_text()) or {}).get("stages") or {}

@@ -11,17 +11,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from data.pipeline import LOCK_FILE, commit_pipeline_output, locked_outputs, pipeline_stage_of, run_dvc
+from data.pipeline import (
+    LOCK_FILE,
+    PipelineError,
+    commit_pipeline_output,
+    locked_outputs,
+    pipeline_stage_of,
+    run_dvc,
+)
 from data.schema import MANIFEST_FILE, DataError, write_manifest
 from data.validate import validate_dataset
 
 REMOTE_NAME = "default"
+LAST_PUSHED_SUFFIX = ".last-pushed"
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+class PushError(DataError):
+    """The DVC remote refused or could not be reached; the version record is as it was."""
 
 
 @dataclass(frozen=True)
@@ -61,16 +75,102 @@ def read_dvc_file(dvc_file: Path) -> tuple[str, int, int]:
 
 def recorded_hash(dataset_dir: Path) -> str | None:
     """The hash in the ``.dvc`` file beside ``dataset_dir``, or in ``dvc.lock`` for an output
-    of the workspace's pipeline; ``None`` if it was never versioned."""
+    of the workspace's pipeline; ``None`` if it was never versioned.
+
+    Raises:
+        DataError: the folder's versioning was interrupted (killed) after DVC wrote a new
+            record but before its push completed; ``palitune data version`` finishes it.
+    """
     dataset_dir = Path(dataset_dir).resolve()
     dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
-    if dvc_file.is_file():
-        return read_dvc_file(dvc_file)[0]
+    journal = _journal(dvc_file)
+    if dvc_file.is_file() or journal.exists():
+        current = dvc_file.read_bytes() if dvc_file.is_file() else b""
+        if journal.exists() and current != journal.read_bytes():
+            raise _unpushed(dvc_file, dataset_dir)
+        return read_dvc_file(dvc_file)[0] if current else None
     root = find_repo_root(dataset_dir)
     if root is None or pipeline_stage_of(root, dataset_dir) is None:
         return None
-    locked = locked_outputs(root).get(str(dataset_dir.relative_to(root)))
+    relative = str(dataset_dir.relative_to(root))
+    locked = locked_outputs(root).get(relative)
+    journal = _journal(root / LOCK_FILE)
+    if journal.exists() and locked_outputs(root, journal.name).get(relative) != locked:
+        raise _unpushed(root / LOCK_FILE, dataset_dir)
     return locked[1] if locked else None
+
+
+def _journal(record: Path) -> Path:
+    """Where the last pushed version record is kept while a new one is added and pushed."""
+    return record.with_name(record.name + LAST_PUSHED_SUFFIX)
+
+
+def _unpushed(record: Path, dataset_dir: Path) -> DataError:
+    return DataError(
+        record,
+        None,
+        None,
+        f"versioning of {dataset_dir} was interrupted before its push completed, so this record names a "
+        f"version that may not be on the remote (the last pushed record is kept in {_journal(record).name}); "
+        f"finish it: palitune data version {dataset_dir}",
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _recorded_once_pushed(record: Path) -> Iterator[None]:
+    """A new version record (``.dvc`` file or ``dvc.lock``) counts only once its push succeeded.
+
+    DVC writes the record when it adds, before the push. For the duration the last pushed
+    record is kept beside it (``<record>.last-pushed``; empty when there was none): any error
+    puts it back, and a kill leaves the journal, through which ``recorded_hash`` refuses the
+    unpushed version until a rerun completes.
+    """
+    journal = _journal(record)
+    if not journal.exists():  # else an interrupted attempt already kept the last pushed record
+        _write_atomic(journal, record.read_bytes() if record.is_file() else b"")
+    try:
+        yield
+    except BaseException:
+        previous = journal.read_bytes()
+        if previous:
+            _write_atomic(record, previous)
+        else:
+            record.unlink(missing_ok=True)
+        journal.unlink()
+        raise
+    journal.unlink()
+
+
+def _push(push: Callable[[], object], root: Path, dataset_dir: Path, record: Path) -> None:
+    """Run ``push``; any failure becomes a ``PushError`` saying what is left as it was."""
+    from dvc.exceptions import DvcException
+
+    try:
+        push()
+    except (OSError, PipelineError, DvcException) as err:
+        raise PushError(
+            remote_url(root),
+            None,
+            None,
+            f"pushing {dataset_dir.name} failed ({type(err).__name__}: {err}); {record.name} is left as it was "
+            "and no new version is recorded. Make the remote reachable and writable, then run "
+            f"palitune data version {dataset_dir} again",
+        ) from err
+
+
+def remote_url(root: Path) -> str:
+    """The URL of the workspace's default DVC remote."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        name = repo.config["core"].get("remote", REMOTE_NAME)
+        return str(repo.config["remote"].get(name, {}).get("url", name))
 
 
 def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> DatasetVersion:
@@ -81,11 +181,15 @@ def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> Data
     An output of the workspace's pipeline (``synthetic/<task>``, see ``data.pipeline``) is
     committed to ``dvc.lock`` instead, with the parameters that made it.
 
+    A new record (the ``.dvc`` file, or ``dvc.lock``) counts only once pushed: if the push
+    fails it is put back as it was, and if the process is killed on the way,
+    ``recorded_hash`` refuses the folder until this is run again.
+
     Raises:
         InvalidDatasetError: listing every problem; nothing is written and no version made.
-        dvc.exceptions.DvcException: when adding or pushing fails; the previous ``.dvc``
-            file is then left as it was (``data.pipeline.PipelineError`` for a pipeline
-            output, whose ``dvc.lock`` entry is then left as it was).
+        PushError: the remote is unreachable or refused the files; the record is as it was.
+        dvc.exceptions.DvcException: adding failed; the record is as it was
+            (``data.pipeline.PipelineError`` for a pipeline output).
     """
     from dvc.repo import Repo
 
@@ -94,17 +198,18 @@ def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> Data
     _refresh_manifest(dataset_dir)
     stage = pipeline_stage_of(root, dataset_dir)
     if stage is None:
-        with Repo(str(root)) as repo:
+        dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
+        with _recorded_once_pushed(dvc_file), Repo(str(root)) as repo:
             repo.add(str(dataset_dir))
-            dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
             if push:
-                repo.push(targets=[str(dvc_file)])
+                _push(lambda: repo.push(targets=[str(dvc_file)]), root, dataset_dir, dvc_file)
         digest, files, size = read_dvc_file(dvc_file)
     else:  # a pipeline output: dvc.lock holds its version; record what is there now
-        commit_pipeline_output(root, stage)
-        if push:
-            run_dvc(root, "push", stage)
         dvc_file = root / LOCK_FILE
+        with _recorded_once_pushed(dvc_file):
+            commit_pipeline_output(root, stage)
+            if push:
+                _push(lambda: run_dvc(root, "push", stage), root, dataset_dir, dvc_file)
         digest = locked_outputs(root)[str(dataset_dir.relative_to(root))][1]
         listed = _files(dataset_dir)
         files, size = len(listed), sum(p.stat().st_size for p in listed)
