@@ -16,6 +16,7 @@ from typing import NamedTuple
 BINS = 1024
 _OBJECT = re.compile(r"((?:<loc\d{4}>){4})\s*([^;<]*)")
 _LOC = re.compile(r"<loc(\d{4})>")
+_LOC_LIKE = re.compile(r"<loc([^<>\s]*)(>?)")
 
 
 class Box(NamedTuple):
@@ -69,3 +70,18 @@ def decode_boxes(text: str, width: float, height: float, labels: Iterable[str] |
             seen.add(box)
             boxes.append(box)
     return boxes
+
+
+def malformed_locations(text: str) -> list[str]:
+    """Location tokens in ``text`` that PaliGemma cannot emit: ``<loc`` not followed by four
+    digits and ``>`` (``<loc12>``, ``<loc0012``), or a bin of 1024 or more (``<loc2000>``).
+
+    A model's own output holds only real tokens; such text comes from a converter that wrote
+    the tokens by hand, and decoding it would place boxes silently wrong.
+    """
+    bad = []
+    for match in _LOC_LIKE.finditer(text):
+        digits, closed = match.groups()
+        if not (closed and len(digits) == 4 and digits.isdigit() and int(digits) < BINS):
+            bad.append(match.group(0))
+    return bad

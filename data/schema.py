@@ -80,13 +80,13 @@ def read_split(root: Path, split: str) -> list[Example]:
     if not path.is_file():
         raise DataError(path, None, None, f"split file not found (a dataset has {', '.join(SPLITS)})")
     examples = []
-    try:
-        # split on newlines only: str.splitlines also breaks at U+2028 and friends, which
-        # JSON may carry inside a string
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except UnicodeDecodeError as err:
-        raise DataError(path, None, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
-    for lineno, line in enumerate(lines, start=1):
+    # split on newlines only: str.splitlines also breaks at U+2028 and friends, which JSON may
+    # carry inside a string; a newline byte never occurs inside a UTF-8 character
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(path, lineno, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
         if not line.strip():
             continue
         record = _parse_line(path, lineno, line)

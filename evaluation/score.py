@@ -18,6 +18,11 @@ Detection also takes the image size as ``image_size: [width, height]``. Per-exam
 are those of the primary metric, except for detection, where COCO AP is
 defined over a set of images only: there each example scores the F1 of its boxes at IoU 0.5
 (label and box both right), a number a person can sort by.
+
+A detection prediction read from a file (``read_predictions``) may hold only location tokens
+PaliGemma can emit (``<loc0000>`` to ``<loc1023>``): ``<loc12>`` or ``<loc2000>`` is a
+converter's bug and is refused with its line. A model's own output is scored as it is, an
+object that does not parse counting as a miss.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import Any
 
 from PIL import Image
 
+from data.loc_tokens import malformed_locations
 from data.schema import DataError, Example
 from data.tasks import ImageSize, OutputParseError, get_task
 from evaluation.metrics import (
@@ -59,16 +65,20 @@ def read_predictions(path: Path) -> list[dict[str, Any]]:
     """Records of a predictions file, one JSON object per line (blank lines skipped).
 
     Raises:
-        DataError: naming the file and line of invalid JSON, a line that is not an object,
-            or a missing or non-text ``prediction``.
+        DataError: naming the file and line of text that is not UTF-8, invalid JSON, a line
+            that is not an object, or a missing or non-text ``prediction``.
     """
     path = Path(path)
+    if not path.is_file():
+        raise DataError(path, None, None, "predictions file not found")
     records = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(path, None, None, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
-    for number, line in enumerate(text.split("\n"), start=1):
+    # split on newlines only (str.splitlines also breaks at U+2028, which JSON strings may hold);
+    # a newline byte never occurs inside a UTF-8 character, so each line decodes on its own
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(path, number, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
         if not line.strip():
             continue
         try:
@@ -198,6 +208,10 @@ def _score_detection(records: Sequence[dict[str, Any]], where: _Where) -> ScoreR
         boxes = record.get("boxes")
         if not isinstance(boxes, list) or not all(isinstance(b, list) and len(b) == 5 for b in boxes):
             raise where.error(i, "boxes", "expected [[x0, y0, x1, y1, label], ...] in pixels")
+        malformed = malformed_locations(record["prediction"]) if "_line" in record else []
+        if malformed:  # a file of predictions: text a PaliGemma could not have generated
+            shown = ", ".join(malformed[:3])
+            raise where.error(i, "prediction", f"malformed location token(s) {shown}: expected <loc0000>..<loc1023>")
         try:
             predicted = task.parse_output(record["prediction"], size)
         except OutputParseError:

@@ -73,7 +73,7 @@ def test_bad_lines_are_located(dataset: Path, line: str, field: str | None, mess
 
 def test_non_utf8_and_missing_split_are_named(dataset: Path) -> None:
     (dataset / "val.jsonl").write_bytes(b'{"image": "\xff"}\n')
-    with pytest.raises(DataError, match="val.jsonl: not UTF-8"):
+    with pytest.raises(DataError, match="val.jsonl:1: not UTF-8"):
         read_split(dataset, "val")
     (dataset / "test.jsonl").unlink()
     with pytest.raises(DataError, match="test.jsonl: split file not found"):
