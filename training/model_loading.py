@@ -1,22 +1,31 @@
 """Load a PaliGemma base: the tiny local preset, a local folder or a hub id, one code path.
 
 ``tiny`` is built on first use under the workspace's ``models/`` folder; every other
-reference goes straight to ``from_pretrained`` (safetensors only, no remote code).
+reference goes straight to ``from_pretrained`` (safetensors only, no remote code). What is
+loaded is checked first: a base's image size must tile into its patches, an adapter folder
+must be complete, unpickled and made for the base it is applied to.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoProcessor, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
+from training.config import ConfigError
 from training.presets import preset_for
 from training.tiny_base import build_tiny_base, tiny_base_is_current
 
 TINY_PRESET = "tiny"
 TINY_DIR_NAME = "tiny-paligemma"
+PICKLED_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})  # unpickling can run code
+
+
+class ModelFolderError(ConfigError):
+    """A base, model or adapter palitune will not load; the message names the file and field."""
 
 
 def resolve_base(ref: str, models_dir: Path) -> str:
@@ -64,7 +73,63 @@ def load_base(ref: str, *, dtype: torch.dtype = torch.float32, quantize_4bit: bo
     model = PaliGemmaForConditionalGeneration.from_pretrained(
         ref, dtype=dtype, use_safetensors=True, trust_remote_code=False, **kwargs
     )
-    return model, load_processor(ref)
+    processor = load_processor(ref)
+    check_image_size(ref, model, processor)
+    return model, processor
+
+
+def check_image_size(ref: str, model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor) -> None:
+    """Refuse a base whose image size the vision tower cannot tile exactly.
+
+    SigLIP cuts the image into ``patch_size`` squares; a size that is not a multiple silently
+    drops the last pixels, and a processor resizing to another size than the tower's feeds it
+    images it was not built for.
+
+    Raises:
+        ModelFolderError: naming the config file and field, with sizes that would work.
+    """
+    vision: Any = model.config.vision_config
+    size, patch = int(vision.image_size), int(vision.patch_size)
+    if size % patch:
+        lower = size - size % patch
+        raise ModelFolderError(
+            f"{ref}/config.json: vision_config.image_size: {size} is not a multiple of vision_config.patch_size "
+            f"{patch} (the last {size % patch} pixels would be dropped); use {lower or patch} or {lower + patch}"
+        )
+    resize = getattr(processor.image_processor, "size", None) or {}
+    if isinstance(resize, dict) and {resize.get("height"), resize.get("width")} - {None, size}:
+        raise ModelFolderError(
+            f"{ref}/preprocessor_config.json: size: resizes to {resize} but the vision tower takes {size}x{size}; "
+            "save the processor of the same checkpoint"
+        )
+
+
+def check_model_folder(folder: Path) -> None:
+    """Refuse an adapter or model folder that is missing, incomplete or holds pickled weights.
+
+    Training writes the adapter beside its place and moves it in complete, so a folder that
+    is not there means the run has not finished (or was killed).
+
+    Raises:
+        ModelFolderError: naming the folder or file and what to do.
+    """
+    if not folder.is_dir():
+        raise ModelFolderError(
+            f"{folder}: no such adapter or model folder (a run's adapter appears only once training has "
+            "written all of it)"
+        )
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLED_SUFFIXES)
+    if pickled:
+        raise ModelFolderError(
+            f"{folder / pickled[0]}: pickled weights are refused (unpickling can run code); save with safetensors"
+        )
+    adapter = (folder / "adapter_config.json").is_file()
+    weights = (folder / "adapter_model.safetensors").is_file() if adapter else any(folder.glob("*.safetensors"))
+    if not weights or not (adapter or (folder / "config.json").is_file()):
+        raise ModelFolderError(
+            f"{folder}: incomplete: an adapter needs adapter_config.json and adapter_model.safetensors, "
+            "a model config.json and *.safetensors"
+        )
 
 
 def load_for_inference(base_ref: str, adapter_dir: Path | None = None) -> tuple[Any, PaliGemmaProcessor]:
@@ -72,10 +137,50 @@ def load_for_inference(base_ref: str, adapter_dir: Path | None = None) -> tuple[
     if adapter_dir is None:
         return load_base(base_ref)
     adapter_dir = Path(adapter_dir)
+    check_model_folder(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         return load_base(str(adapter_dir))
     from peft import PeftModel
 
     base, _ = load_base(base_ref)
-    model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+    try:
+        model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+    except (RuntimeError, ValueError) as err:  # size mismatch, target modules not found
+        raise _adapter_mismatch(adapter_dir, base_ref, str(err).strip().splitlines()[-1].strip()) from None
+    _check_adapter_fits(model, adapter_dir, base_ref)
     return model.eval(), load_processor(str(adapter_dir))
+
+
+def _check_adapter_fits(model: Any, adapter_dir: Path, base_ref: str) -> None:
+    """Every tensor of the adapter file found its module, with its shape.
+
+    peft loads non-strictly: an adapter of a deeper base loads onto a shallower one, the
+    extra layers' weights silently dropped.
+    """
+    from peft import get_peft_model_state_dict
+    from safetensors import safe_open
+
+    loaded = {key: tuple(value.shape) for key, value in get_peft_model_state_dict(model).items()}
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
+        saved = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    problems = [f"{key}: not in this base" for key in sorted(saved.keys() - loaded.keys())]
+    problems += [f"{key}: missing from the adapter" for key in sorted(loaded.keys() - saved.keys())]
+    problems += [
+        f"{key}: shape {list(saved[key])} vs {list(loaded[key])}"
+        for key in sorted(saved.keys() & loaded.keys())
+        if saved[key] != loaded[key]
+    ]
+    if problems:
+        raise _adapter_mismatch(adapter_dir, base_ref, f"{len(problems)} tensor(s) differ, e.g. {problems[0]}")
+
+
+def _adapter_mismatch(adapter_dir: Path, base_ref: str, detail: str) -> ModelFolderError:
+    config = adapter_dir / "adapter_config.json"
+    try:
+        trained_on = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        trained_on = None
+    return ModelFolderError(
+        f"{config}: base_model_name_or_path: the adapter was trained on {trained_on!r} and does not fit "
+        f"base {base_ref!r} ({detail}); load it with the base it was trained on"
+    )
