@@ -143,10 +143,12 @@ def _registry_show(args: argparse.Namespace, ws: Workspace) -> int:
 def _registry_rollback(args: argparse.Namespace, ws: Workspace) -> int:
     import os
 
+    from registry.models import registered_model
     from registry.promotion import rollback
     from registry.tracking import client_for
 
     client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    registered_model(client, args.name)  # an unknown name is said as such, not as a missing alias
     try:
         new, old = rollback(client, args.name)
     except ValueError as err:
@@ -200,7 +202,13 @@ def _predict(args: argparse.Namespace, ws: Workspace) -> int:
         import mlflow
         import pandas as pd
 
-        mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+        from registry.models import resolve_version
+        from registry.tracking import client_for
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri
+        if args.model.startswith("models:/"):
+            resolve_version(client_for(uri), args.model)  # an unknown name or alias, said plainly
+        mlflow.set_tracking_uri(uri)
         model = mlflow.pyfunc.load_model(args.model)
         outputs = list(model.predict(pd.DataFrame({"image": args.image, "prompt": prompts})))
     else:
@@ -220,7 +228,7 @@ def _registry_export(args: argparse.Namespace, ws: Workspace) -> int:
     import os
     import tempfile
 
-    from registry.models import download_adapter, version_by_alias
+    from registry.models import download_adapter, resolve_version
     from registry.serving import export_merged
     from registry.tracking import client_for
     from training.model_loading import resolve_base
@@ -230,15 +238,8 @@ def _registry_export(args: argparse.Namespace, ws: Workspace) -> int:
             "palitune: error: only --merged exports are supported (the adapter alone is the version)", file=sys.stderr
         )
         return 2
-    name, _, alias = args.ref.partition("@")
-    if not alias:
-        print("palitune: error: expected NAME@ALIAS or NAME@VERSION, e.g. palitune-vqa@champion", file=sys.stderr)
-        return 2
     client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
-    version = client.get_model_version(name, alias) if alias.isdigit() else version_by_alias(client, name, alias)
-    if version is None:
-        print(f"palitune: error: {name}: no version holds alias {alias!r}", file=sys.stderr)
-        return 1
+    version = resolve_version(client, args.ref)  # NAME@ALIAS or NAME@VERSION; unknown ones raise
     with tempfile.TemporaryDirectory(prefix="palitune-export-") as scratch:
         adapter = download_adapter(client, version, Path(scratch))
         base = resolve_base(version.tags.get("palitune.base_model", "tiny"), ws.models)
@@ -392,12 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from data.pipeline import PipelineError
     from data.schema import DataError
+    from registry.errors import RegistryError
     from training.config import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args, Workspace.from_env()))
-    except (DataError, PipelineError, ConfigError) as err:  # bad input: the message says where and why
+    except (DataError, PipelineError, ConfigError, RegistryError) as err:  # bad input: the message says where and why
         print(f"palitune: error: {err}", file=sys.stderr)
         return 1
 

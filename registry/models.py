@@ -13,18 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from mlflow.entities.model_registry import ModelVersion
+from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from PIL import Image
+
+from registry.errors import RegistryError, UnknownModelError
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 ADAPTER_ARTIFACT = "adapter"
 PYFUNC_NAME = "model"
 
 
-def model_name(task: str) -> str:
-    return f"palitune-{task}"
+def model_name(task: str, prefix: str | None = None) -> str:
+    """The registered model of ``task``: ``<prefix>-<task>``, the prefix from
+    ``PALITUNE_MODEL_PREFIX`` unless given, else ``palitune``."""
+    return f"{prefix or os.environ.get('PALITUNE_MODEL_PREFIX') or 'palitune'}-{task}"
 
 
 @dataclass(frozen=True)
@@ -105,23 +109,51 @@ def register_adapter(
     model as a new version and alias it ``challenger``.
 
     The files are uploaded before the version is created, so a failed upload never leaves
-    a version without its artifacts.
+    a version without its artifacts; registration never moves ``champion``.
+
+    Raises:
+        RegistryError: the store failed or could not be reached (a server is retried as
+            ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` and ``MLFLOW_HTTP_REQUEST_TIMEOUT`` say); the
+            message says whether a version was created.
     """
-    client.log_artifacts(run_id, str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
+    with _registry_step(client, name, "uploading the adapter"):
+        client.log_artifacts(run_id, str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
     base_model = tags.get("palitune.base_model", "tiny")
-    source = log_pyfunc(
-        client, run_id, adapter_dir, base_model=base_model, prompt=prompt, max_new_tokens=max_new_tokens
-    )
+    with _registry_step(client, name, "logging the pyfunc model"):
+        source = log_pyfunc(
+            client, run_id, adapter_dir, base_model=base_model, prompt=prompt, max_new_tokens=max_new_tokens
+        )
     with model_lock(client, name), _global_tracking_uri(client):
-        try:
-            client.create_registered_model(name, description="palitune adapters; alias 'champion' serves.")
-        except MlflowException as err:
-            if err.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-        version = client.create_model_version(name, source, run_id=run_id, tags=tags)
-        _await_ready(client, version)
-        client.set_registered_model_alias(name, CHALLENGER, str(version.version))
+        with _registry_step(client, name, "creating the version"):
+            try:
+                client.create_registered_model(name, description="palitune adapters; alias 'champion' serves.")
+            except MlflowException as err:
+                if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+        created = f"version {version.version} exists with its artifacts, but"
+        with _registry_step(client, name, f"aliasing version {version.version} {CHALLENGER!r}", created=created):
+            _await_ready(client, version)
+            client.set_registered_model_alias(name, CHALLENGER, str(version.version))
     return RegisteredVersion(name, str(version.version), run_id, source)
+
+
+@contextlib.contextmanager
+def _registry_step(
+    client: MlflowClient, name: str, step: str, *, created: str = "no version was created and"
+) -> Iterator[None]:
+    """Turn a failure of the store into a ``RegistryError`` that says what is left behind."""
+    import requests
+
+    try:
+        yield
+    except (MlflowException, requests.RequestException, OSError) as err:
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7 (MLflow's default)")
+        raise RegistryError(
+            f"{client.tracking_uri}: {name}: {step} failed: {err}. {created.capitalize()} no alias moved "
+            f"(champion included). Against a server, each request was retried {retries} times "
+            "(MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT); register again once the store answers."
+        ) from err
 
 
 def _await_ready(client: MlflowClient, version: ModelVersion, timeout_s: float = 60) -> None:
@@ -165,6 +197,47 @@ def version_by_alias(client: MlflowClient, name: str, alias: str) -> ModelVersio
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
         raise
+
+
+def registered_model(client: MlflowClient, name: str) -> RegisteredModel:
+    """The registered model ``name``.
+
+    Raises:
+        UnknownModelError: there is none; the message lists the registered models there are.
+    """
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as err:
+        if err.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            raise
+    known = ", ".join(sorted(m.name for m in client.search_registered_models())) or "none"
+    raise UnknownModelError(f"{client.tracking_uri}: registered model {name!r} does not exist (registered: {known})")
+
+
+def resolve_version(client: MlflowClient, ref: str) -> ModelVersion:
+    """The version ``ref`` names: ``NAME@ALIAS``, ``NAME@VERSION``, or ``models:/NAME@ALIAS``
+    and ``models:/NAME/VERSION``.
+
+    Raises:
+        UnknownModelError: no such registered model (the message lists those there are),
+            alias (it lists the model's aliases) or version.
+    """
+    body = ref.removeprefix("models:/")
+    name, sep, label = body.partition("@") if "@" in body else body.partition("/")
+    if not name or not label:
+        raise UnknownModelError(f"{ref!r}: expected NAME@ALIAS or NAME@VERSION, e.g. palitune-vqa@{CHAMPION}")
+    model = registered_model(client, name)
+    if sep == "@" and not label.isdigit():
+        if label not in model.aliases:
+            held = ", ".join(sorted(model.aliases)) or "none"
+            raise UnknownModelError(
+                f"{client.tracking_uri}: {name}: no version holds alias {label!r} (aliases: {held})"
+            )
+        label = str(model.aliases[label])
+    try:
+        return client.get_model_version(name, label)
+    except MlflowException:
+        raise UnknownModelError(f"{client.tracking_uri}: {name}: no version {label}") from None
 
 
 def download_adapter(client: MlflowClient, version: ModelVersion, dest: Path) -> Path:

@@ -11,6 +11,9 @@ from mlflow.tracking import MlflowClient
 from evaluation.report import EvaluationReport
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# palitune logs its models as code and loads none that pickles: refuse pickled models (a
+# flavor that unpickles runs whatever the file says) unless a user deliberately allows them.
+os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
