@@ -15,6 +15,10 @@ STATE_FILE = "palitune_state.json"
 _PREFIX = "step-"
 
 
+class CheckpointError(OSError):
+    """A checkpoint could not be written (disk full, no permission); the last whole one is kept."""
+
+
 @dataclass(frozen=True)
 class CheckpointState:
     """What the loop needs besides Accelerate's state to continue where it stopped."""
@@ -65,3 +69,14 @@ def finish_checkpoint(output_dir: Path, state: CheckpointState, keep: int) -> Pa
     for old in list_checkpoints(output_dir)[:-keep]:
         shutil.rmtree(old)
     return final
+
+
+def abandon_checkpoint(output_dir: Path, step: int, err: BaseException) -> CheckpointError:
+    """Remove the partial checkpoint of ``step`` (freeing what it took) and say what is kept."""
+    shutil.rmtree(staging_dir(output_dir, step), ignore_errors=True)
+    kept = latest_checkpoint(output_dir)
+    keeps = f"{kept.name} is kept and the same command resumes from it" if kept else "there is no earlier checkpoint"
+    return CheckpointError(
+        f"{checkpoint_dir(output_dir, step)}: the checkpoint of step {step} could not be written "
+        f"({type(err).__name__}: {err}); {keeps} once there is space and write permission"
+    )

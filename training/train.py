@@ -44,6 +44,7 @@ from data.versioning import recorded_hash, verify_dataset
 from data.workspace import Workspace
 from training.checkpoints import (
     CheckpointState,
+    abandon_checkpoint,
     finish_checkpoint,
     latest_checkpoint,
     read_state,
@@ -442,7 +443,10 @@ class _Loop:
         if accelerator.is_main_process and staged.exists():
             shutil.rmtree(staged)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(staged))  # every rank: each writes its own RNG state
+        try:
+            accelerator.save_state(str(staged))  # every rank: each writes its own RNG state
+        except Exception as err:  # disk full, no permission: say where, and what is kept
+            raise abandon_checkpoint(self.output_dir, step, err) from err
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
             state = CheckpointState(step, self.config.fingerprint(), self.run_id)
