@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup demo test ui mlflow-ui lint clean
+.PHONY: setup demo test browser ui mlflow-ui lint clean bench
 
 setup: $(VENV)/.installed
 
@@ -28,16 +28,25 @@ $(DAGSTER_HOME)/dagster.yaml: configs/dagster/dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp $< $@
 
+# The whole graph for the vqa partition (one task; `--partition chartqa` etc. for the others).
 demo: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster asset materialize --select '*' -m orchestration.definitions --config configs/dagster/run_config.yaml
+	$(BIN)/dagster asset materialize --select '*' --partition vqa -m orchestration.definitions \
+		--config configs/dagster/run_config.yaml
 	$(BIN)/palitune summary
 
-# Lint and types first (seconds), then the suite.
-test: lint
+# Lint and types first (seconds), then the suite. The UI test drives Debian's chromium.
+test: lint browser
 	$(BIN)/python -m pytest
 
+# Debian's chromium for the UI test, installed when missing and apt-get can (as root).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
+		{ echo "the UI test needs chromium: sudo apt-get install chromium"; exit 1; }
+
+# dagster dev on 127.0.0.1:3000; Ctrl-C or SIGTERM stops its whole process tree.
 ui: setup $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m orchestration.definitions --host 127.0.0.1 --port 3000
+	exec $(BIN)/python -m orchestration.ui --host 127.0.0.1 --port 3000
 
 # The MLflow UI and REST API on the workspace's store, local only (see README for a shared server).
 mlflow-ui: setup
@@ -47,6 +56,10 @@ mlflow-ui: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# Every benchmark, baselines in the same process, into benchmarks/RESULTS.md (about 15 min on 2 cores).
+bench: setup
+	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf workspace

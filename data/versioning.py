@@ -49,13 +49,17 @@ class DatasetVersion:
     size: int
 
 
-def ensure_repo(root: Path, remote: Path) -> None:
-    """Make ``root`` a DVC repository (no git) whose default remote is the folder ``remote``."""
+def ensure_repo(root: Path, remote: Path | str) -> None:
+    """Make ``root`` a DVC repository (no git) whose default remote is ``remote``: a local
+    folder (created if missing) or a URL such as ``s3://bucket/prefix`` (the matching
+    ``dvc[s3]``-style extra must be installed)."""
     from dvc.repo import Repo
 
-    root, remote = Path(root).resolve(), Path(remote).resolve()
+    root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    remote.mkdir(parents=True, exist_ok=True)
+    if "://" not in str(remote):
+        remote = Path(remote).resolve()
+        remote.mkdir(parents=True, exist_ok=True)
     if not (root / ".dvc").is_dir():
         Repo.init(str(root), no_scm=True)
     with Repo(str(root)) as repo, repo.config.edit() as conf:

@@ -2,10 +2,12 @@
 
 from dagster import Definitions
 
-from orchestration.defs import assets, checks, resources
+from orchestration.defs import assets, automation, resources
 
 defs = Definitions(
     assets=assets.ALL,
-    asset_checks=checks.ALL,
+    jobs=automation.JOBS,
+    schedules=automation.SCHEDULES,
+    sensors=automation.SENSORS,
     resources=resources.defaults(),
 )

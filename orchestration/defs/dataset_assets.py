@@ -1,49 +1,145 @@
-"""Data stage: the synthetic dataset and its DVC version."""
+"""Data stage: the task's dataset and its DVC version."""
 
 import json
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MetadataValue,
+    Output,
+)
 
-from data.pipeline import reproduce, set_params
-from data.schema import MANIFEST_FILE
+from data.pipeline import DEFAULT_PARAMS, ensure_pipeline, output_dir, read_params, reproduce, set_params
+from data.schema import MANIFEST_FILE, read_split
 from data.synthetic import SplitSizes
-from data.versioning import DatasetVersion, ensure_repo, version_dataset
+from data.validate import validate_dataset
+from data.versioning import DatasetVersion, ensure_repo, recorded_hash, version_dataset
+from data.workspace import Workspace
+from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import DvcResource, WorkspaceResource
+from orchestration.defs.retries import TRANSIENT, final_on_bad_input
 
 
 class RawDatasetConfig(Config):
-    seed: int = 0
-    image_size: int = 64
-    train: int = 2000
-    val: int = 100
-    test: int = 200
+    """Parameters of the synthetic stage; unset ones keep their value in ``params.yaml``."""
+
+    seed: int | None = None
+    image_size: int | None = None
+    train: int | None = None
+    val: int | None = None
+    test: int | None = None
 
 
-@asset(group_name="data", kinds={"dvc", "python"}, code_version="2")
-def raw_dataset(workspace: WorkspaceResource, dvc: DvcResource, config: RawDatasetConfig) -> Output[str]:
-    """Synthetic shapes VQA (colour and counting questions), rendered locally by the
-    workspace's DVC pipeline (``dvc repro synthesize@vqa``, sized in ``params.yaml`` from this
-    asset's config), split into train/val/test in the JSONL contract."""
-    layout = workspace.layout
-    ensure_repo(layout.root, dvc.remote(layout))
-    sizes = SplitSizes(config.train, config.val, config.test)
-    set_params(layout.root, "vqa", seed=config.seed, sizes=sizes, image_size=config.image_size)
-    (path,) = reproduce(layout.root, ["vqa"])
-    manifest = json.loads((path / MANIFEST_FILE).read_text())
-    return Output(
-        str(path), metadata={"path": MetadataValue.path(str(path)), "counts": MetadataValue.json(manifest["counts"])}
+def task_dataset_dir(layout: Workspace, task: str) -> Path:
+    """Where the task's data is: ingested data in ``datasets/<task>`` wins over the synthetic set."""
+    own = layout.datasets / task
+    return own if (own / MANIFEST_FILE).is_file() else output_dir(layout.root, task)
+
+
+def current_dataset_hash(layout: Workspace, task: str) -> str | None:
+    """The DVC version the task's dataset folder is recorded at now, if any."""
+    return recorded_hash(task_dataset_dir(layout, task))
+
+
+def _preview(dataset: Path, rows: int = 5) -> MetadataValue:
+    lines = ["| id | prefix | suffix |", "|---|---|---|"]
+    for example in read_split(dataset, "train")[:rows]:
+        suffix = example.suffix if len(example.suffix) <= 60 else example.suffix[:57] + "..."
+        lines.append(f"| {example.id} | {example.prefix} | {suffix.replace('|', '/')} |")
+    return MetadataValue.md("\n".join(lines))
+
+
+VALID_CHECK = "dataset_is_valid"
+
+
+def validity(dataset: Path) -> AssetCheckResult:
+    """The result of ``palitune data validate`` on the folder, as a check result."""
+    report = validate_dataset(dataset)
+    shown = "\n".join(str(p) for p in report.problems[:50]) or "none"
+    return AssetCheckResult(
+        check_name=VALID_CHECK,
+        passed=report.ok,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "problem_count": len(report.problems),
+            "problems": MetadataValue.text(shown),
+            "counts": MetadataValue.json(report.counts),
+        },
     )
 
 
-@asset(group_name="data", kinds={"dvc"}, code_version="1")
+@task_asset(
+    group="data",
+    kinds={"dvc", "python"},
+    code_version="3",
+    check_specs=[
+        AssetCheckSpec(
+            VALID_CHECK,
+            asset="raw_dataset",
+            blocking=True,
+            description="`palitune data validate`: schema, images, boxes, ids, no train/test leakage. "
+            "A dataset that fails is never versioned or trained on.",
+        )
+    ],
+)
+def raw_dataset(
+    context: AssetExecutionContext, workspace: WorkspaceResource, dvc: DvcResource, config: RawDatasetConfig
+):
+    """The task's dataset folder in the JSONL contract, split into train/val/test.
+
+    Data of your own, ingested to ``datasets/<task>`` (``palitune data ingest``), is used as
+    it is. Otherwise the workspace's DVC pipeline renders the synthetic set
+    (``dvc repro synthesize@<task>``, parameters in ``params.yaml``, which this asset's config
+    can change); an unchanged stage is not rendered again."""
+    task, layout = context.partition_key, workspace.layout
+    ensure_repo(layout.root, dvc.remote(layout))
+    path = task_dataset_dir(layout, task)
+    with final_on_bad_input():
+        if path == layout.datasets / task:
+            source = "ingested"
+        else:
+            ensure_pipeline(layout.root)
+            current = {**DEFAULT_PARAMS, **read_params(layout.root).get(task, {})}
+            chosen = {k: v for k, v in config.model_dump().items() if v is not None}
+            params = {**current, **chosen}
+            sizes = SplitSizes(params["train"], params["val"], params["test"])
+            set_params(layout.root, task, seed=params["seed"], sizes=sizes, image_size=params["image_size"])
+            (path,) = reproduce(layout.root, [task])
+            source = "synthetic (dvc repro)"
+    manifest = json.loads((path / MANIFEST_FILE).read_text())
+    yield Output(
+        str(path),
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "source": source,
+            "counts": MetadataValue.json(manifest["counts"]),
+            "preview": _preview(path),
+        },
+    )
+    yield validity(path)
+
+
+@task_asset(
+    group="data",
+    kinds={"dvc"},
+    code_version="2",
+    retry_policy=TRANSIENT,
+)
 def dataset_version(
     context: AssetExecutionContext, raw_dataset: str, workspace: WorkspaceResource, dvc: DvcResource
 ) -> Output[DatasetVersion]:
-    """The dataset folder versioned with DVC and pushed; its hash is the data version."""
+    """The dataset folder versioned with DVC and pushed to the remote. Its hash is the data
+    version: every run trained or scored on it is tagged with it, and
+    ``palitune data checkout HASH`` restores it on a fresh clone."""
     layout = workspace.layout
     ensure_repo(layout.root, dvc.remote(layout))
-    version = version_dataset(layout.root, Path(raw_dataset))
+    with final_on_bad_input():
+        version = version_dataset(layout.root, Path(raw_dataset))
     context.log.info(f"dataset {version.path} is DVC version {version.hash}")
     return Output(
         version,
@@ -53,5 +149,6 @@ def dataset_version(
             "files": version.files,
             "bytes": version.size,
             "dvc_file": MetadataValue.path(str(version.dvc_file)),
+            "remote": str(dvc.remote(layout)),
         },
     )

@@ -2,15 +2,18 @@
 
 from dataclasses import dataclass
 
-from dagster import MetadataValue, Output, asset
+from dagster import AssetCheckResult, AssetCheckSpec, Config, MetadataValue, Output
 
 from data.versioning import DatasetVersion
 from evaluation.pictures import write_pictures
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
+from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
 from orchestration.defs.training_assets import TrainedAdapter
 from registry.tracking import log_evaluation
+
+FLOORS_CHECK = "metric_floors"
 
 
 @dataclass(frozen=True)
@@ -19,21 +22,56 @@ class Evaluation:
     untrained: EvaluationReport
 
 
+class EvaluationConfig(Config):
+    """Absolute minimums of the fine-tuned model's metrics, by name (``vqa_accuracy: 0.5``),
+    checked before anything is registered."""
+
+    floors: dict[str, float] = {}
+
+
 def _preview(report: EvaluationReport, rows: int = 8) -> MetadataValue:
     lines = ["| prompt | prediction | answer | score |", "|---|---|---|---|"]
     for p in report.predictions[:rows]:
-        lines.append(f"| {p.prefix} | {p.prediction or '(empty)'} | {p.answers[0]} | {p.score:.2f} |")
+        cells = [p.prefix, p.prediction or "(empty)", p.answers[0] if p.answers else ""]
+        cells = [c.replace("|", "/")[:80] for c in cells]
+        lines.append(f"| {' | '.join(cells)} | {p.score:.2f} |")
     return MetadataValue.md("\n".join(lines))
 
 
-@asset(group_name="evaluation", kinds={"pytorch"}, code_version="1")
+def floor_failures(report: EvaluationReport, floors: dict[str, float]) -> list[str]:
+    """Each floor the report misses (a metric matches by its last path part)."""
+    failures = []
+    for name, floor in sorted(floors.items()):
+        values = [v for key, v in report.metrics.items() if key.rsplit("/", 1)[-1] == name]
+        if not values:
+            failures.append(f"{name}: the report has no such metric (it has {', '.join(sorted(report.metrics))})")
+        elif values[0] < floor:
+            failures.append(f"{name}: {values[0]:.4f} < floor {floor}")
+    return failures
+
+
+@task_asset(
+    group="evaluation",
+    kinds={"pytorch"},
+    code_version="2",
+    check_specs=[
+        AssetCheckSpec(
+            FLOORS_CHECK,
+            asset="evaluation_report",
+            blocking=True,
+            description="The fine-tuned model meets every metric floor of the run config; else nothing is registered.",
+        )
+    ],
+)
 def evaluation_report(
     finetuned_adapter: TrainedAdapter,
     dataset_version: DatasetVersion,
+    config: EvaluationConfig,
     workspace: WorkspaceResource,
     mlflow: MlflowResource,
-) -> Output[Evaluation]:
-    """The fine-tuned and the untrained model, generated and scored on the test split."""
+):
+    """The fine-tuned and the untrained model, generated and scored on the test split with
+    the task's metrics; the reports, predictions and pictures are logged to the MLflow run."""
     layout, result = workspace.layout, finetuned_adapter.result
     finetuned = evaluate(result.base_model, dataset_version.path, adapter_dir=result.adapter_dir)
     untrained = evaluate(result.base_model, dataset_version.path)
@@ -43,12 +81,24 @@ def evaluation_report(
     log_evaluation(client, run_id, finetuned, reports_dir / "finetuned", label="finetuned")
     log_evaluation(client, run_id, untrained, reports_dir / "untrained", label="untrained")
     metric = finetuned.primary_metric
-    return Output(
+    yield Output(
         Evaluation(finetuned, untrained),
         metadata={
             metric: finetuned.primary_value,
             f"untrained {metric}": untrained.primary_value,
             "examples": len(finetuned.predictions),
+            "dataset_hash": dataset_version.hash,
             "preview": _preview(finetuned),
+            "report": MetadataValue.path(str(reports_dir / "finetuned")),
+        },
+    )
+    failures = floor_failures(finetuned, dict(config.floors))
+    yield AssetCheckResult(
+        check_name=FLOORS_CHECK,
+        passed=not failures,
+        metadata={
+            "floors": MetadataValue.json(dict(config.floors)),
+            "failures": MetadataValue.text("\n".join(failures) or "none"),
+            metric: finetuned.primary_value,
         },
     )

@@ -2,19 +2,19 @@
 
 from pathlib import Path
 
-from dagster import Config, Output, asset
+from dagster import AssetExecutionContext, Config, MetadataValue, Output
 
 from data.versioning import DatasetVersion
 from evaluation.generate import max_new_tokens_for
 from evaluation.report import EvaluationReport
-from evaluation.run import evaluate
 from orchestration.defs.evaluation_assets import Evaluation
+from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
+from orchestration.defs.retries import TRANSIENT
 from orchestration.defs.training_assets import TrainedAdapter
-from registry.models import RegisteredVersion, download_adapter, register_adapter
+from palitune.promote import score_version
+from registry.models import RegisteredVersion, register_adapter
 from registry.promotion import PromotionPolicy, run_promotion
-from registry.tracking import run_url
-from training.model_loading import resolve_base
 
 
 class PromotionConfig(Config):
@@ -26,7 +26,12 @@ class PromotionConfig(Config):
     floors: dict[str, float] = {}
 
 
-@asset(group_name="registry", kinds={"mlflow"}, code_version="1")
+@task_asset(
+    group="registry",
+    kinds={"mlflow"},
+    code_version="2",
+    retry_policy=TRANSIENT,
+)
 def model_version(
     finetuned_adapter: TrainedAdapter,
     evaluation_report: Evaluation,
@@ -34,7 +39,8 @@ def model_version(
     workspace: WorkspaceResource,
     mlflow: MlflowResource,
 ) -> Output[RegisteredVersion]:
-    """The adapter registered as a new version of ``palitune-<task>``, alias ``challenger``."""
+    """The adapter registered as a new version of ``<prefix>-<task>`` (``palitune-vqa``), alias
+    ``challenger``: an MLflow pyfunc model with the lineage, metrics and promotion as tags."""
     layout, run = workspace.layout, finetuned_adapter
     client = mlflow.client(layout)
     tags = {
@@ -52,7 +58,6 @@ def model_version(
         prompt=examples[0].prefix if examples else "caption en",
         max_new_tokens=max_new_tokens_for(run.config.task),
     )
-    experiment_id = client.get_run(run.mlflow_run_id).info.experiment_id
     return Output(
         version,
         metadata={
@@ -60,13 +65,20 @@ def model_version(
             "version": version.version,
             "alias": "challenger",
             "dataset_hash": dataset_version.hash,
-            "mlflow_run": run_url(mlflow.uri(layout), run.mlflow_run_id, experiment_id),
+            "uri": f"models:/{version.name}/{version.version}",
+            "mlflow_run": MetadataValue.url(mlflow.run_url(layout, run.mlflow_run_id)),
         },
     )
 
 
-@asset(group_name="registry", kinds={"mlflow"}, code_version="1")
+@task_asset(
+    group="registry",
+    kinds={"mlflow"},
+    code_version="2",
+    retry_policy=TRANSIENT,
+)
 def champion(
+    context: AssetExecutionContext,
     model_version: RegisteredVersion,
     evaluation_report: Evaluation,
     dataset_version: DatasetVersion,
@@ -80,9 +92,9 @@ def champion(
     layout = workspace.layout
     client = mlflow.client(layout)
 
-    def score_version(version, scratch: Path) -> EvaluationReport:
-        base = resolve_base(version.tags["palitune.base_model"], layout.models)
-        return evaluate(base, dataset_version.path, adapter_dir=download_adapter(client, version, scratch))
+    def score_champion(version, scratch: Path) -> EvaluationReport:
+        context.log.info(f"re-scoring champion v{version.version} on dataset {dataset_version.hash}")
+        return score_version(client, version, dataset_version.path, layout.models, scratch)
 
     decision, holder = run_promotion(
         client,
@@ -90,7 +102,7 @@ def champion(
         model_version.version,
         evaluation_report.finetuned,
         evaluation_report.untrained,
-        score_version,
+        score_champion,
         policy=PromotionPolicy(
             margin=config.margin,
             slice_tolerance=config.slice_tolerance,

@@ -1,22 +1,27 @@
-"""Training stage: the fine-tuned adapter, in a run opened with its lineage tags."""
+"""Training stage: the fine-tuned adapter, trained in its own process launched through Pipes."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import AssetExecutionContext, Config, MetadataValue, Output, asset
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output
 
 from data.versioning import DatasetVersion
-from orchestration.defs.resources import MlflowResource, WorkspaceResource
+from data.workspace import HOME_ENV
+from orchestration.defs.partitions import TRAINING_CONFIGS, task_asset
+from orchestration.defs.resources import PROJECT_ROOT, MlflowResource, TrainingLauncher, WorkspaceResource
+from orchestration.defs.retries import TRANSIENT, final_on_bad_input
 from registry.lineage import lineage_tags
 from registry.tracking import open_run
-from training.config import RunConfig, load_config
-from training.train import TrainResult, train
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from training.config import ConfigError, RunConfig, load_config
+from training.pipes_report import PREFLIGHT_CHECK
+from training.train import RUN_INFO_FILE, TrainResult
 
 
 class FinetuneConfig(Config):
-    config: str = "configs/tiny/64px_vqa_lora.yaml"
+    """Which run config trains the partition's task, and overrides of its fields."""
+
+    config: str = ""  # empty: the task's shipped config (orchestration.defs.partitions.TRAINING_CONFIGS)
     overrides: list[str] = []
 
 
@@ -27,44 +32,90 @@ class TrainedAdapter:
     mlflow_run_id: str
 
 
-@asset(group_name="training", kinds={"pytorch"}, code_version="1")
+def _config_path(config: FinetuneConfig, task: str) -> Path:
+    chosen = Path(config.config or TRAINING_CONFIGS[task])
+    return chosen if chosen.is_absolute() or chosen.is_file() else PROJECT_ROOT / chosen
+
+
+@task_asset(
+    group="training",
+    kinds={"pytorch", "accelerate"},
+    code_version="2",
+    retry_policy=TRANSIENT,
+    check_specs=[
+        AssetCheckSpec(
+            PREFLIGHT_CHECK,
+            asset="finetuned_adapter",
+            blocking=True,
+            description="The first training batch can teach something: suffix labels, token types, image tokens.",
+        )
+    ],
+)
 def finetuned_adapter(
     context: AssetExecutionContext,
     dataset_version: DatasetVersion,
     config: FinetuneConfig,
     workspace: WorkspaceResource,
     mlflow: MlflowResource,
-) -> Output[TrainedAdapter]:
-    """LoRA fine-tune of the base on the dataset version's train split; logged to MLflow."""
-    layout = workspace.layout
-    config_path = Path(config.config) if Path(config.config).is_file() else PROJECT_ROOT / config.config
-    run_config = load_config(
-        config_path, [*config.overrides, f"dataset={dataset_version.path}", f"output_dir=runs/{context.run_id}"]
-    )
+    launcher: TrainingLauncher,
+):
+    """The task's run config trained on the dataset version's train split, by
+    ``accelerate launch -m training.train`` in its own process (Dagster Pipes), logging into
+    an MLflow run opened here with the lineage tags. Resumes from the run's last checkpoint
+    when a retry of the same Dagster run starts it again."""
+    task, layout = context.partition_key, workspace.layout
+    config_path = _config_path(config, task)
+    # Dagster run and task name the output folder: a retry of this run resumes it.
+    output_dir = f"runs/{task}-{context.run_id}"
+    args = [*config.overrides, f"dataset={dataset_version.path}", f"output_dir={output_dir}"]
+    with final_on_bad_input():
+        run_config = load_config(config_path, args)
+        if run_config.task != task:
+            raise ConfigError(f"{config_path}: task: is {run_config.task!r}, but this partition is {task!r}")
     client = mlflow.client(layout)
     tags = lineage_tags(
         dataset_hash=dataset_version.hash,
         base_model=run_config.base_model,
         config_hash=run_config.fingerprint(),
-        task=run_config.task,
+        task=task,
         dagster_run_id=context.run_id,
         repo=PROJECT_ROOT,
     )
     run_id = open_run(
-        client,
-        mlflow.experiment,
-        layout.mlflow_artifacts,
-        run_name=f"{run_config.task}-{context.run_id[:8]}",
-        tags=tags,
+        client, mlflow.experiment, layout.mlflow_artifacts, run_name=f"{task}-{context.run_id[:8]}", tags=tags
     )
-    result = train(run_config, layout, tracking_uri=mlflow.uri(layout), mlflow_run_id=run_id)
-    return Output(
-        TrainedAdapter(result, run_config, run_id),
+    env = {HOME_ENV: str(layout.root), "MLFLOW_TRACKING_URI": mlflow.uri(layout), "MLFLOW_RUN_ID": run_id}
+    invocation = launcher.launch(
+        context, ["--config", str(config_path), *args], env, extras={"task": task, "dataset_hash": dataset_version.hash}
+    )
+    reported = {}
+    for result in invocation.get_results():
+        if isinstance(result, AssetCheckResult):
+            yield result
+        else:
+            reported = dict(result.metadata or {})
+    adapter_dir = layout.resolve(output_dir) / "adapter"
+    info = json.loads((adapter_dir / RUN_INFO_FILE).read_text())
+    trained = TrainResult(
+        adapter_dir=adapter_dir,
+        base_model=info["base_model"],
+        dataset_hash=info["dataset_hash"],
+        final_loss=info["final_loss"],
+        steps=info["steps"],
+        trainable_params=info["trainable_params"],
+        mlflow_run_id=info["mlflow_run_id"],
+        resumed_from_step=info.get("resumed_from_step", 0),
+    )
+    yield Output(
+        TrainedAdapter(trained, run_config, run_id),
         metadata={
-            "adapter": MetadataValue.path(str(result.adapter_dir)),
-            "final_loss": result.final_loss,
-            "steps": result.steps,
-            "trainable_params": result.trainable_params,
-            "mlflow_run_id": run_id,
+            **{k: v for k, v in reported.items() if k != "run_info"},
+            "adapter": MetadataValue.path(str(adapter_dir)),
+            "final_loss": trained.final_loss,
+            "steps": trained.steps,
+            "trainable_params": trained.trainable_params,
+            "method": run_config.method.value,
+            "config": MetadataValue.path(str(config_path)),
+            "mlflow_run": MetadataValue.url(mlflow.run_url(layout, run_id)),
         },
     )

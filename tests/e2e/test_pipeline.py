@@ -7,8 +7,8 @@ from dagster import AssetKey, DagsterInstance, materialize
 from mlflow.tracking import MlflowClient
 
 from data.versioning import recorded_hash
-from orchestration.defs import assets, checks
-from orchestration.defs.resources import DvcResource, MlflowResource, WorkspaceResource
+from orchestration.defs import assets
+from orchestration.defs.resources import DvcResource, MlflowResource, TrainingLauncher, WorkspaceResource
 from registry.models import CHALLENGER, CHAMPION
 
 pytestmark = pytest.mark.slow
@@ -23,8 +23,13 @@ RUN_CONFIG = {
 
 
 def _materialize(workspace: Path, instance: DagsterInstance):
-    resources = {"workspace": WorkspaceResource(root=str(workspace)), "dvc": DvcResource(), "mlflow": MlflowResource()}
-    return materialize([*assets.ALL, *checks.ALL], resources=resources, run_config=RUN_CONFIG, instance=instance)
+    resources = {
+        "workspace": WorkspaceResource(root=str(workspace)),
+        "dvc": DvcResource(),
+        "mlflow": MlflowResource(),
+        "launcher": TrainingLauncher(),
+    }
+    return materialize(assets.ALL, partition_key="vqa", resources=resources, run_config=RUN_CONFIG, instance=instance)
 
 
 def test_the_whole_loop_twice(tmp_path: Path) -> None:
@@ -34,8 +39,8 @@ def test_the_whole_loop_twice(tmp_path: Path) -> None:
         assert first.success
         data_hash = recorded_hash(workspace / "synthetic" / "vqa")
         assert data_hash and len(data_hash) == 32
-        event = instance.get_latest_materialization_event(AssetKey("dataset_version"))
-        assert event.asset_materialization.tags["dagster/data_version"] == data_hash
+        record = instance.get_latest_data_version_record(AssetKey("dataset_version"), partition_key="vqa")
+        assert record.asset_materialization.tags["dagster/data_version"] == data_hash
 
         client = MlflowClient(f"sqlite:///{workspace}/mlflow/mlflow.db")
         champion = client.get_model_version_by_alias("palitune-vqa", CHAMPION)
