@@ -1,0 +1,60 @@
+"""Write README's reliability tables from the suite's catalogue.
+
+python -m tests.reliability.table           rewrite README.md between the markers
+python -m tests.reliability.table --check   exit 1 if README.md is not up to date
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from tests.reliability.catalogue import FAULTS, SECURITY, STAGES, bad_inputs
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
+
+
+def _test(node: str) -> str:
+    path, _, name = node.partition("::")
+    return f"`{Path(path).name}::{name}`"
+
+
+def render() -> str:
+    """The generated part of README's "Reliability" section, markers included."""
+    lines = [START, "", "**Faults tried / survived**", ""]
+    lines += ["| fault | how it is caused | result | what is checked afterwards | test |", "|---|---|---|---|---|"]
+    lines += [f"| {f.fault} | {f.how} | survived | {f.survives} | {_test(f.test)} |" for f in FAULTS]
+    cases = bad_inputs()
+    lines += ["", f"**Bad inputs refused: {len(cases)} kinds**", ""]
+    lines += ["| stage | entered through | what stays unchanged |", "|---|---|---|"]
+    lines += [f"| {stage} | {command} | {unchanged} |" for stage, (command, unchanged) in STAGES.items()]
+    lines += ["", "| stage | bad input | the error points at | and says | result |", "|---|---|---|---|---|"]
+    lines += [f"| {c.stage} | {c.kind} | `{c.at}` | `{c.says}` | refused, nothing changed |" for c in cases]
+    lines += ["", "**Security defaults**", "", "| default | test |", "|---|---|"]
+    lines += [f"| {d.default} | {_test(d.test)} |" for d in SECURITY]
+    return "\n".join([*lines, "", END])
+
+
+def updated(readme: str) -> str:
+    """``readme`` with the text between the markers replaced by ``render()``."""
+    if readme.count(START) != 1 or readme.count(END) != 1:
+        raise ValueError(f"{README}: expected one {START} and one {END}")
+    head, rest = readme.split(START)
+    return head + render() + rest.split(END, 1)[1]
+
+
+def main(argv: list[str]) -> int:
+    current = README.read_text(encoding="utf-8")
+    new = updated(current)
+    if "--check" in argv:
+        if new != current:
+            print(f"{README}: the reliability tables are out of date; run python -m tests.reliability.table")
+            return 1
+        return 0
+    README.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
