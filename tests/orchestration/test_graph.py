@@ -1,6 +1,10 @@
 """The whole graph materialized for real, per task partition, with training launched
 through Pipes: two tasks end to end, a failing blocking check, bad input not retried."""
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,8 @@ from orchestration.defs import assets
 from orchestration.defs.resources import DvcResource, MlflowResource, TrainingLauncher, WorkspaceResource
 
 pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run_config(task: str, *, overrides: tuple[str, ...] = (), floors: dict | None = None) -> dict:
@@ -107,3 +113,42 @@ def test_bad_input_found_by_training_fails_once_without_retries(tmp_path: Path) 
             failure.step_failure_data.error
         )
         assert instance.get_latest_data_version_record(AssetKey("evaluation_report"), partition_key="vqa") is None
+
+
+def test_an_unreachable_dvc_remote_is_retried_then_stops_the_run(tmp_path: Path) -> None:
+    """The remote is transient trouble: retried per policy (shortened here through the
+    environment, as an operator would), then the run fails before any training starts."""
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (remote / "files").write_text("not a folder")  # DVC's object store cannot be written
+    env = {
+        **os.environ,
+        "PALITUNE_HOME": str(tmp_path / "workspace"),
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "PALITUNE_DVC_REMOTE": str(remote),
+        "PALITUNE_RETRY_DELAY_S": "0.2",
+    }
+    (tmp_path / "dagster").mkdir()
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        *("asset", "materialize", "--select", "*", "--partition", "vqa", "-m", "orchestration.definitions"),
+        *("--config-json", json.dumps(_run_config("vqa"))),
+    ]
+    proc = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0
+    os.environ["DAGSTER_HOME"], previous = str(tmp_path / "dagster"), os.environ.get("DAGSTER_HOME")
+    try:
+        with DagsterInstance.get() as instance:
+            (run,) = instance.get_runs()
+            events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
+    finally:
+        os.environ.pop("DAGSTER_HOME")
+        if previous is not None:
+            os.environ["DAGSTER_HOME"] = previous
+    by_step = lambda step, kind: [e for e in events if e.step_key == step and e.event_type == kind]  # noqa: E731
+    assert len(by_step("dataset_version", DagsterEventType.STEP_UP_FOR_RETRY)) == 2
+    (failure,) = by_step("dataset_version", DagsterEventType.STEP_FAILURE)
+    assert "pushing vqa failed" in str(failure.step_failure_data.error)
+    assert not by_step("finetuned_adapter", DagsterEventType.STEP_START), "nothing downstream ran"
+    assert not (tmp_path / "workspace" / "runs").exists()
