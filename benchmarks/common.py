@@ -64,7 +64,7 @@ def interleaved(candidates: dict[str, Callable[[], object]], repeats: int) -> di
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int | None = None, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, device: str = "cpu", size: int | None = None, repeats: int = 8) -> float:
     """The FLOP/s of a large square matmul in ``dtype`` on ``device``, measured now (best of
     ``repeats``): the peak MFU is measured against, on this machine as it is loaded."""
     size = size or (8192 if device == "cuda" else 2048)

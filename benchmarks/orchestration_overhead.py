@@ -144,6 +144,10 @@ def measure() -> Section:
     )
     rows.append(row("- Dagster between and around its steps", span - sum(steps.values())))
     rows += [row(f"- Dagster step `{name}`, whole (work included)", s) for name, s in steps.items()]
+    training = next((s for name, s in work.items() if name.startswith("train")), 0.0)
+    if "finetuned_adapter" in steps:
+        rows.append(row("- of which the training process around its loop (step - bare training)",
+                        steps["finetuned_adapter"] - training))  # fmt: skip
     return Section(
         title="Orchestration overhead of the demo",
         command="python -m benchmarks.orchestration_overhead",
