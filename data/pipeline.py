@@ -51,15 +51,26 @@ stages:
 
 PARAMS_HEADER = "# Parameters of the DVC pipeline in dvc.yaml: seed, image size and split sizes per task.\n"
 DEFAULT_PARAMS = {"seed": 0, "image_size": 64, "train": 2000, "val": 100, "test": 200}
+# Tasks that read text or place boxes need ten times the images before the tiny model learns
+# them (OCR: 0.07 exact match from 2,000 training images, 0.83 from 20,000; README).
+LARGE_TRAIN_TASKS, LARGE_TRAIN = frozenset({"ocr", "docvqa", "extract", "detect"}), 20_000
 
 
 class PipelineError(RuntimeError):
     """``dvc repro`` of the synthetic pipeline failed."""
 
 
+def task_defaults(task: str) -> dict[str, int]:
+    """A task's parameters in ``params.yaml`` as first written."""
+    params = dict(DEFAULT_PARAMS)
+    if task in LARGE_TRAIN_TASKS:
+        params["train"] = LARGE_TRAIN
+    return params
+
+
 def default_params() -> dict[str, Any]:
-    """``params.yaml`` as first written: every task, the same defaults."""
-    return {"synthetic": {task: dict(DEFAULT_PARAMS) for task in sorted(GENERATORS)}}
+    """``params.yaml`` as first written: every task with its defaults."""
+    return {"synthetic": {task: task_defaults(task) for task in sorted(GENERATORS)}}
 
 
 def ensure_pipeline(root: Path) -> None:

@@ -14,7 +14,7 @@ from dagster import (
     Output,
 )
 
-from data.pipeline import DEFAULT_PARAMS, ensure_pipeline, output_dir, read_params, reproduce, set_params
+from data.pipeline import ensure_pipeline, output_dir, read_params, reproduce, set_params, task_defaults
 from data.schema import MANIFEST_FILE, read_split
 from data.synthetic import SplitSizes
 from data.validate import validate_dataset
@@ -104,7 +104,7 @@ def raw_dataset(
             source = "ingested"
         else:
             ensure_pipeline(layout.root)
-            current = {**DEFAULT_PARAMS, **read_params(layout.root).get(task, {})}
+            current = {**task_defaults(task), **read_params(layout.root).get(task, {})}
             chosen = {k: v for k, v in config.model_dump().items() if v is not None}
             params = {**current, **chosen}
             sizes = SplitSizes(params["train"], params["val"], params["test"])

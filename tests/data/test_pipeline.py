@@ -101,3 +101,12 @@ def test_unknown_task_in_repro_is_named(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(PipelineError, match="params.yaml: synthetic: no parameters for task.*ocr"):
         reproduce(root, ["ocr"])
+
+
+def test_first_params_give_the_reading_tasks_ten_times_the_images(tmp_path: Path) -> None:
+    from data.pipeline import ensure_pipeline
+
+    ensure_pipeline(tmp_path)
+    sizes = {task: params["train"] for task, params in read_params(tmp_path).items()}
+    assert {task for task, size in sizes.items() if size == 20_000} == {"ocr", "docvqa", "extract", "detect"}
+    assert sizes["vqa"] == sizes["chartqa"] == sizes["caption"] == 2000
