@@ -1,12 +1,12 @@
 """Can the tiny PaliGemma learn each synthetic task? Train, generate, score, report.
 
 For each task: render the synthetic dataset at the pipeline's default size (params.yaml),
-fine-tune the tiny base with the task's shipped config (configs/tiny/64px_<task>_full.yaml
-where there is one, else the demo LoRA config), then greedy-decode the test split and compare
+fine-tune the tiny base with the task's shipped config (configs/tiny/64px_<task>_full.yaml,
+else 64px_<task>_lora.yaml), then greedy-decode the test split and compare
 with the untrained base, both scored in this process: exact match of the parsed output for
 every task, plus for `detect` the share of target boxes matched at IoU >= 0.5.
 
-    .venv/bin/python benchmarks/learnability.py --tasks ocr detect [--steps 1200] [method=full ...]
+    .venv/bin/python benchmarks/learnability.py [method=full ...] [--steps 1200] --tasks ocr detect
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ def main() -> None:
     parser.add_argument("--train", type=int, help="train examples per task (default: params.yaml's)")
     parser.add_argument("overrides", nargs="*", help="run config overrides, e.g. method=full")
     args = parser.parse_args()
+    misplaced = [t for t in args.tasks if "=" in t]
+    if misplaced:  # --tasks takes every word after it
+        parser.error(f"{' '.join(misplaced)}: put run config overrides before --tasks")
     rows, configs = [], {}
     with tempfile.TemporaryDirectory(prefix="palitune-learn-") as tmp:
         ws = Workspace(Path(tmp))
@@ -78,8 +81,8 @@ def main() -> None:
         for name in args.tasks:
             train_size = args.train or default_params()["synthetic"][name]["train"]
             dataset = write_synthetic(name, ws.datasets / name, sizes=SplitSizes(train_size, 100, 200))
-            config_file = CONFIGS / f"64px_{name}_full.yaml"
-            config_file = config_file if config_file.is_file() else DEMO_CONFIG
+            shipped = [CONFIGS / f"64px_{name}_{method}.yaml" for method in ("full", "lora")]
+            config_file = next((c for c in shipped if c.is_file()), DEMO_CONFIG)
             steps = [f"steps={args.steps}"] if args.steps else []
             overrides = [f"task={name}", f"dataset={dataset}", f"output_dir=runs/{name}", *steps, *args.overrides]
             config = load_config(config_file, overrides)

@@ -81,10 +81,12 @@ class RunConfig(BaseModel):
         "losses are those of the uncached run. Costs disk: tokens x vision width x 2-4 bytes per image.",
     )
     length_bucketing: bool = Field(
-        True,
+        False,
         description="Batch examples of similar text length together (sorted within groups of 50 shuffled "
         "batches, then the batches shuffled), so less of each batch is padding. Every example is still "
-        "seen once per epoch and its loss does not depend on its padding.",
+        "seen once per epoch and its loss does not depend on its padding, but batches of like examples "
+        "learn worse: off by default (tiny model, 20k images: OCR exact match 0.595 with it, 0.78 without; "
+        "DocVQA 0.565 vs 0.725).",
     )
     steps: int = Field(1000, gt=0, description="Optimizer steps.")
     batch_size: int = Field(32, gt=0, description="Examples per micro-batch per process.")
