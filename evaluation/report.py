@@ -42,6 +42,19 @@ class EvaluationReport:
     def primary_value(self) -> float:
         return self.metrics[self.primary_metric]
 
+    def floor_failures(self, floors: dict[str, float]) -> list[str]:
+        """Each absolute floor (``{"vqa_accuracy": 0.5}``) the metrics miss; a floor names a
+        metric by the last part of its key (``vqa/test/vqa_accuracy``)."""
+        failures = []
+        for name, floor in sorted(floors.items()):
+            values = [v for key, v in self.metrics.items() if key.rsplit("/", 1)[-1] == name]
+            if not values:
+                known = ", ".join(sorted(self.metrics))
+                failures.append(f"floor {name}: the report has no such metric (it has {known})")
+            elif values[0] < floor:
+                failures.append(f"floor {name}: {values[0]:.4f} < {floor}")
+        return failures
+
     def summary(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("predictions")

@@ -101,12 +101,7 @@ def decide(
                 f"slice {delta.key}={delta.value} ({delta.examples} examples) regresses by "
                 f"{-delta.mean_difference:.4f} > tolerance {policy.slice_tolerance}"
             )
-    for name, floor in sorted(policy.floors.items()):
-        values = [v for key, v in challenger.metrics.items() if key.rsplit("/", 1)[-1] == name]
-        if not values:
-            failures.append(f"floor {name}: the report has no such metric")
-        elif values[0] < floor:
-            failures.append(f"floor {name}: {values[0]:.4f} < {floor}")
+    failures += challenger.floor_failures(policy.floors)
     head = f"{metric} {new:.4f} vs {baseline_kind} {old:.4f} ({paired.summary()})"
     reason = f"{head}: " + ("; ".join(failures) if failures else f"wins beyond margin {policy.margin}")
     return Decision(

@@ -38,18 +38,6 @@ def _preview(report: EvaluationReport, rows: int = 8) -> MetadataValue:
     return MetadataValue.md("\n".join(lines))
 
 
-def floor_failures(report: EvaluationReport, floors: dict[str, float]) -> list[str]:
-    """Each floor the report misses (a metric matches by its last path part)."""
-    failures = []
-    for name, floor in sorted(floors.items()):
-        values = [v for key, v in report.metrics.items() if key.rsplit("/", 1)[-1] == name]
-        if not values:
-            failures.append(f"{name}: the report has no such metric (it has {', '.join(sorted(report.metrics))})")
-        elif values[0] < floor:
-            failures.append(f"{name}: {values[0]:.4f} < floor {floor}")
-    return failures
-
-
 @task_asset(
     group="evaluation",
     kinds={"pytorch"},
@@ -92,7 +80,7 @@ def evaluation_report(
             "report": MetadataValue.path(str(reports_dir / "finetuned")),
         },
     )
-    failures = floor_failures(finetuned, dict(config.floors))
+    failures = finetuned.floor_failures(dict(config.floors))
     yield AssetCheckResult(
         check_name=FLOORS_CHECK,
         passed=not failures,
