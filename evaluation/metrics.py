@@ -1,111 +1,21 @@
-"""Task metrics, each as its official evaluator defines it."""
+"""Task metrics, each as its official evaluator defines it.
+
+VQA accuracy lives in ``evaluation.vqa_metrics`` (re-exported here). A metric that cannot be
+computed for an example raises ``ValueError``; ``evaluation.score`` adds the example's file,
+line and field. A 0.0 returned here is always the evaluator's defined value for a wrong
+answer, never a stand-in for "undefined".
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-# Answer normalisation of the official VQA evaluator (vqaEval.py, VQA API by Agrawal et al.):
-# punctuation handling, number words to digits, articles dropped, common contractions fixed.
-_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
-_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
-_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
-_NUMBERS = {
-    "none": "0",
-    "zero": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-}
-_ARTICLES = {"a", "an", "the"}
-_CONTRACTIONS = {
-    "aint": "ain't",
-    "arent": "aren't",
-    "cant": "can't",
-    "couldnt": "couldn't",
-    "didnt": "didn't",
-    "doesnt": "doesn't",
-    "dont": "don't",
-    "hadnt": "hadn't",
-    "hasnt": "hasn't",
-    "havent": "haven't",
-    "isnt": "isn't",
-    "its": "it's",
-    "shouldnt": "shouldn't",
-    "thats": "that's",
-    "theres": "there's",
-    "wasnt": "wasn't",
-    "werent": "weren't",
-    "whats": "what's",
-    "wont": "won't",
-    "wouldnt": "wouldn't",
-    "youre": "you're",
-    "youve": "you've",
-}
-
-
-def _process_punctuation(text: str) -> str:
-    out = text
-    for p in _PUNCT:
-        if (p + " " in text or " " + p in text) or re.search(_COMMA_STRIP, text) is not None:
-            out = out.replace(p, "")
-        else:
-            out = out.replace(p, " ")
-    return _PERIOD_STRIP.sub("", out)
-
-
-def _process_digits_articles(text: str) -> str:
-    words = []
-    for word in text.lower().split():
-        word = _NUMBERS.get(word, word)
-        if word not in _ARTICLES:
-            words.append(_CONTRACTIONS.get(word, word))
-    return " ".join(words)
-
-
-def normalize_vqa_answer(text: str) -> str:
-    """Punctuation, number words, articles and contractions as the official evaluator treats them."""
-    return _process_digits_articles(_process_punctuation(text))
-
-
-def _clean(text: str) -> str:
-    return text.replace("\n", " ").replace("\t", " ").strip()
-
-
-def vqa_accuracy(prediction: str, answers: Sequence[str]) -> float:
-    """VQA accuracy of one prediction (Antol et al. 2015; official evaluator vqaEval.py).
-
-    For each human answer, the prediction scores min(1, matches among the *other* answers
-    / 3); the result is the mean over those leave-one-out subsets. With the usual ten
-    answers, a prediction given by three or more people scores 1.
-
-    As in the official evaluator, newlines and tabs become spaces and ends are stripped;
-    the full normalisation (``normalize_vqa_answer``, which also lowercases) is applied to
-    prediction and answers only when the answers disagree. A single answer has no
-    leave-one-out subset that could match, so it scores 0 whatever the prediction.
-
-    Raises:
-        ValueError: when ``answers`` is empty (nothing to score against).
-    """
-    if not answers:
-        raise ValueError("VQA accuracy needs at least one reference answer")
-    pred, gts = _clean(prediction), [_clean(a) for a in answers]
-    if len(set(gts)) > 1:
-        pred, gts = normalize_vqa_answer(pred), [normalize_vqa_answer(g) for g in gts]
-    scores = [min(1.0, sum(g == pred for g in gts[:i] + gts[i + 1 :]) / 3) for i in range(len(gts))]
-    return sum(scores) / len(scores)
+from evaluation.vqa_metrics import normalize_vqa_answer, vqa_accuracy
 
 
 def _require_answers(answers: Sequence[str], metric: str) -> None:
@@ -154,29 +64,39 @@ def _to_float(text: str) -> float | None:
         return None
 
 
-def _relaxed_correct(prediction: str, target: str, max_relative_change: float = 0.05) -> bool:
-    pred, gold = prediction.strip(), target.strip()
-    pred_float, gold_float = _to_float(pred), _to_float(gold)
-    if pred_float is not None and gold_float:
-        return abs(pred_float - gold_float) / abs(gold_float) <= max_relative_change
-    return pred.lower() == gold.lower()
+def relaxed_correctness(target: str, prediction: str, max_relative_change: float = 0.05) -> bool:
+    """pix2struct's ``relaxed_correctness`` (``pix2struct/metrics.py``), statement for statement.
+
+    big_vision's ChartQA evaluator (``proj/paligemma/transfers/chartqa.py``, ``_relaxed_match``)
+    is the same function with both strings lowercased first (``to_lower=True`` in its ChartQA
+    config), which gives the same verdict: ``float`` reads case-insensitively.
+    """
+    prediction_float = _to_float(prediction)
+    target_float = _to_float(target)
+    if prediction_float is not None and target_float:
+        relative_change = abs(prediction_float - target_float) / abs(target_float)
+        return relative_change <= max_relative_change
+    return prediction.lower() == target.lower()
 
 
 def relaxed_accuracy(prediction: str, answers: Sequence[str]) -> float:
-    """ChartQA relaxed accuracy (Masry et al. 2022), as pix2struct's ``relaxed_correctness``.
+    """ChartQA relaxed accuracy (Masry et al. 2022), exactly as pix2struct and big_vision compute it.
 
     When prediction and target both parse as floats (a trailing ``%`` divides by 100, so
     ``"45%"`` equals ``"0.45"``) and the target is non-zero, the prediction is correct iff its
     relative error is at most 5 % (inclusive). Otherwise, including a zero target, the strings
-    must match case-insensitively. Surrounding whitespace is stripped first. The result is
-    1.0 or 0.0, the best over the accepted answers.
+    must match case-insensitively. Nothing is stripped, as in both references: Python's
+    ``float`` ignores surrounding whitespace, so ``" 12"`` matches ``"12"``, but ``" 0"`` is not
+    ``"0"`` (a zero target falls back to the strings) and ``" yes"`` is not ``"yes"``. A NaN or
+    infinite target is never matched (the relative error is NaN). The result is 1.0 or 0.0, the
+    best over the accepted answers, as pix2struct's ``aggregate_metrics`` takes the max.
     Source: google-research/pix2struct, ``pix2struct/metrics.py``, ``relaxed_correctness``.
 
     Raises:
         ValueError: when ``answers`` is empty (nothing to score against).
     """
     _require_answers(answers, "relaxed accuracy")
-    return float(any(_relaxed_correct(prediction, a) for a in answers))
+    return float(any(relaxed_correctness(a, prediction) for a in answers))
 
 
 def ocr_exact_match(prediction: str, answers: Sequence[str]) -> float:
@@ -194,34 +114,39 @@ def ocr_exact_match(prediction: str, answers: Sequence[str]) -> float:
     return float(prediction.strip() in {a.strip() for a in answers})
 
 
-def _cer_ratio(distance: int, reference_length: int) -> float:
-    if reference_length == 0:
-        return 0.0 if distance == 0 else 1.0
-    return distance / reference_length
-
-
 def character_error_rate(prediction: str, reference: str) -> float:
     """Character error rate: Levenshtein distance (substitutions, insertions, deletions) / ``len(reference)``.
 
     The standard CER definition (as in jiwer / torchmetrics ``CharErrorRate``). Insertions make
-    it unbounded above, so it may exceed 1. An empty reference has no characters to divide by:
-    an empty prediction then scores 0.0 and any other prediction 1.0 (everything it says is wrong).
+    it unbounded above, so it may exceed 1.
+
+    Raises:
+        ValueError: when ``reference`` is empty: there are no characters to divide by (jiwer
+            refuses empty references too).
     """
-    return _cer_ratio(Levenshtein.distance(prediction, reference), len(reference))
+    if not reference:
+        raise ValueError("CER is undefined for an empty reference (no characters to divide by)")
+    return Levenshtein.distance(prediction, reference) / len(reference)
 
 
 def corpus_cer(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Corpus-level CER: the sum of distances over the sum of reference lengths.
 
     Pooling the counts (rather than averaging per-example CERs) weights each example by its
-    length, as jiwer and torchmetrics do; an all-empty corpus follows ``character_error_rate``.
+    length, as jiwer and torchmetrics do.
 
     Raises:
-        ValueError: when the two sequences differ in length.
+        ValueError: when the two sequences differ in length, or a reference is empty (its CER is
+            undefined; the message gives its index).
     """
     pairs = list(zip(predictions, references, strict=True))
+    if not pairs:
+        raise ValueError("corpus CER needs at least one reference")
+    empty = [i for i, (_, r) in enumerate(pairs) if not r]
+    if empty:
+        raise ValueError(f"CER is undefined for an empty reference (reference {empty[0]})")
     distance = sum(Levenshtein.distance(p, r) for p, r in pairs)
-    return _cer_ratio(distance, sum(len(r) for _, r in pairs))
+    return distance / sum(len(r) for _, r in pairs)
 
 
 @dataclass(frozen=True)
@@ -252,11 +177,14 @@ def extraction_counts(prediction: str, target_json: str) -> FieldCounts:
     that is not a JSON object is invalid and contributes every target field as a false negative.
 
     Raises:
-        ValueError: when ``target_json`` is not a JSON object (the dataset is broken, not the model).
+        ValueError: when ``target_json`` is not a JSON object, or an empty one (the dataset is
+            broken, not the model: with no field to find, F1 is 0/0).
     """
     target = _json_object(target_json)
     if target is None:
         raise ValueError(f"target is not a JSON object: {target_json!r}")
+    if not target:
+        raise ValueError("target has no fields: field F1 is undefined with nothing to extract")
     predicted = _json_object(prediction)
     if predicted is None:
         return FieldCounts(valid_json=False, true_positives=0, false_positives=0, false_negatives=len(target))
@@ -269,60 +197,84 @@ def extraction_counts(prediction: str, target_json: str) -> FieldCounts:
     )
 
 
-def _ratio(numerator: int, denominator: int, *, nothing_at_all: bool) -> float:
-    """A count ratio; an empty denominator is perfect only when there was nothing to find or predict."""
-    if denominator == 0:
-        return 1.0 if nothing_at_all else 0.0
-    return numerator / denominator
+def _require_target_fields(tp: int, fn: int) -> None:
+    if tp + fn == 0:
+        raise ValueError("no target fields: field recall and F1 are undefined with nothing to extract")
 
 
-def _f1(tp: int, fp: int, fn: int) -> float:
-    return _ratio(2 * tp, 2 * tp + fp + fn, nothing_at_all=True)
+def counts_f1(counts: FieldCounts) -> float:
+    """F1 = 2·TP / (2·TP + FP + FN) of one extraction's counts.
+
+    Raises:
+        ValueError: when the target had no field (TP + FN = 0), which leaves F1 undefined.
+    """
+    _require_target_fields(counts.true_positives, counts.false_negatives)
+    tp, fp, fn = counts.true_positives, counts.false_positives, counts.false_negatives
+    return 2 * tp / (2 * tp + fp + fn)
 
 
 def field_f1(prediction: str, answers: Sequence[str]) -> float:
     """Field-level F1 of one extraction against ``answers[0]``, the target JSON object.
 
-    F1 = 2·TP / (2·TP + FP + FN) over the counts of ``extraction_counts``; an example with no
-    fields on either side (0 TP, 0 FP, 0 FN) scores 1.0. This is the per-example view used
-    for the mean score; ``field_prf`` gives the micro-averaged corpus figures (the usual
-    reporting of key-information extraction, e.g. CORD / SROIE field-level F1).
+    F1 = 2·TP / (2·TP + FP + FN) over the counts of ``extraction_counts``; an invalid or empty
+    prediction scores 0.0, its defined value (every target field missed). This is the
+    per-example view used for the mean score; ``field_prf`` gives the micro-averaged corpus
+    figures (the usual reporting of key-information extraction, e.g. CORD / SROIE field F1).
 
     Raises:
-        ValueError: when ``answers`` is empty or its first entry is not a JSON object.
+        ValueError: when ``answers`` is empty or its first entry is not a non-empty JSON object.
     """
     _require_answers(answers, "field F1")
-    counts = extraction_counts(prediction, answers[0])
-    return _f1(counts.true_positives, counts.false_positives, counts.false_negatives)
+    return counts_f1(extraction_counts(prediction, answers[0]))
 
 
 def field_prf(counts: Sequence[FieldCounts]) -> dict[str, float]:
     """Micro-averaged field precision, recall and F1 over examples, plus the share of valid JSON.
 
     Counts are pooled before dividing, so every field weighs the same whichever example it is
-    in. A ratio with an empty denominator is 1.0 when no example had any field at all, else 0.0.
+    in. Precision when no field was predicted at all (TP + FP = 0, e.g. every output invalid
+    JSON) is 0.0, the ``zero_division=0`` convention of scikit-learn: the model found none of
+    the fields there were, and its F1 (defined, as TP + FN > 0) is 0.0 too.
 
     Raises:
-        ValueError: when ``counts`` is empty (no examples to average).
+        ValueError: when ``counts`` is empty (no examples to average) or holds no target field
+            at all (recall and F1 would be 0/0).
     """
     if not counts:
         raise ValueError("field_prf needs at least one example")
     tp = sum(c.true_positives for c in counts)
     fp = sum(c.false_positives for c in counts)
     fn = sum(c.false_negatives for c in counts)
-    empty = tp + fp + fn == 0
+    _require_target_fields(tp, fn)
     return {
-        "precision": _ratio(tp, tp + fp, nothing_at_all=empty),
-        "recall": _ratio(tp, tp + fn, nothing_at_all=empty),
-        "f1": _f1(tp, fp, fn),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn),
+        "f1": 2 * tp / (2 * tp + fp + fn),
         "json_validity": sum(c.valid_json for c in counts) / len(counts),
     }
 
 
-METRICS: dict[str, Callable[[str, Sequence[str]], float]] = {
+METRICS: dict[str, Callable[[str, Sequence[str]], float]] = {  # by the task table's metric names
     "vqa_accuracy": vqa_accuracy,
     "anls": anls,
     "relaxed_accuracy": relaxed_accuracy,
     "ocr_exact_match": ocr_exact_match,
     "field_f1": field_f1,
 }
+
+__all__ = [
+    "METRICS",
+    "FieldCounts",
+    "anls",
+    "character_error_rate",
+    "corpus_cer",
+    "counts_f1",
+    "extraction_counts",
+    "field_f1",
+    "field_prf",
+    "normalize_vqa_answer",
+    "ocr_exact_match",
+    "relaxed_accuracy",
+    "relaxed_correctness",
+    "vqa_accuracy",
+]

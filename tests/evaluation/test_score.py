@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,9 @@ def test_each_text_task_scores_per_example_in_input_order() -> None:
 
 
 def test_detection_scores_boxes_decoded_from_loc_text() -> None:
-    target = [[10, 20, 50, 60, "circle"], [60, 10, 90, 40, "square"]]
+    target: list[list[Any]] = [[10, 20, 50, 60, "circle"], [60, 10, 90, 40, "square"]]
     exact = encode_boxes([tuple(b) for b in target], 100, 100)
-    records = [
+    records: list[dict[str, Any]] = [
         {"prediction": exact, "boxes": target, "width": 100, "height": 100},
         {"prediction": "<loc0100><loc", "boxes": target, "image_size": [100, 100]},  # truncated output
     ]
@@ -110,3 +111,104 @@ def test_missing_targets_are_named_by_line_and_field(tmp_path: Path, capsys) -> 
     detect = _write(tmp_path / "d.jsonl", [{"prediction": "", "boxes": [], "width": 0, "height": 10}])
     with pytest.raises(DataError, match="width"):
         score_records("detect", read_predictions(detect), source=detect)
+
+
+def test_issue_one_answer_vqa_export_scores_perfect_predictions_one(tmp_path: Path, capsys) -> None:
+    path = _write(tmp_path / "p.jsonl", [{"prediction": "blue", "answers": ["blue"]}])
+    assert (
+        main(["evaluate", "score", "--task", "vqa", "--predictions", str(path), "--output", str(tmp_path / "s.json")])
+        == 0
+    )
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written["metrics"] == {"vqa_accuracy": 1.0}
+    counts = {"official_10_answer_leave_one_out": 0, "few_answer_exact_match": 1}
+    assert written["details"]["vqa_rule_counts"] == counts
+    assert json.loads(capsys.readouterr().out)["details"]["vqa_rule_counts"] == counts
+
+
+def test_vqa_rule_counts_split_by_answer_count() -> None:
+    records: list[dict[str, Any]] = [
+        {"prediction": "red", "answers": ["red"] * 10},
+        {"prediction": "red", "answer": "red"},
+        {"prediction": "navy", "answers": ["blue", "navy"]},
+        {"prediction": "Red", "answers": ["red"]},
+    ]
+    result = score_records("vqa", records)
+    assert result.scores == [1.0, 1.0, 1.0, 0.0]
+    assert result.details == {"vqa_rule_counts": {"official_10_answer_leave_one_out": 1, "few_answer_exact_match": 3}}
+
+
+def test_chartqa_does_not_strip_the_prediction() -> None:
+    records = [
+        {"prediction": " 12", "answer": "12"},
+        {"prediction": " 0", "answer": "0"},
+        {"prediction": " Yes", "answer": "yes"},
+    ]
+    assert score_records("chartqa", records).scores == [1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("task", "records", "line", "field", "message"),
+    [
+        ("vqa", [{"prediction": "a", "answers": ["a"]}, {"prediction": "a", "answers": []}], 2, "answers", "non-empty"),
+        ("vqa", [{"prediction": "a", "answers": [True]}], 1, "answers", "non-empty text"),
+        (
+            "ocr",
+            [{"prediction": "a", "answer": "a"}, {"prediction": "", "answer": ""}],
+            2,
+            "answer",
+            "CER is undefined",
+        ),
+        (
+            "extract",
+            [{"prediction": "{}", "fields": {"a": "1"}}, {"prediction": "{}", "fields": {}}],
+            2,
+            "fields",
+            "no fields",
+        ),
+        ("caption", [{"prediction": "a dog", "references": ["a dog"]}], None, "references", "at least two images"),
+        (
+            "caption",
+            [{"prediction": "a", "references": ["a"]}, {"prediction": "b", "references": [" "]}],
+            2,
+            "references",
+            "non-empty captions",
+        ),
+        ("detect", [{"prediction": "", "boxes": [], "image_size": [10, 10]}], None, "boxes", "no ground-truth box"),
+        (
+            "detect",
+            [{"prediction": "", "boxes": [[5, 5, 1, 1, "a"]], "image_size": [10, 10]}],
+            1,
+            "boxes",
+            "inverted box",
+        ),
+        (
+            "detect",
+            [{"prediction": "", "boxes": [["5", 5, 9, 9, "a"]], "image_size": [10, 10]}],
+            1,
+            "boxes",
+            "in pixels",
+        ),
+    ],
+)
+def test_a_metric_that_cannot_be_computed_raises_with_its_location(
+    tmp_path: Path, task: str, records: list[dict], line: int | None, field: str, message: str
+) -> None:
+    path = _write(tmp_path / "p.jsonl", records)
+    with pytest.raises(DataError, match=message) as err:
+        score_records(task, read_predictions(path), source=path)
+    assert (err.value.file, err.value.line, err.value.field) == (str(path), line, field)
+
+
+def test_wrong_answers_still_score_zero_where_that_is_the_defined_value() -> None:
+    assert score_records("docvqa", [{"prediction": "", "answers": ["abc"]}]).scores == [0.0]
+    extract = score_records("extract", [{"prediction": "not json", "fields": {"a": "1"}}])
+    assert extract.metrics == {"field_f1": 0.0, "precision": 0.0, "recall": 0.0, "json_validity": 0.0}
+    target = [[10, 20, 50, 60, "circle"]]
+    detect = score_records("detect", [{"prediction": "", "boxes": target, "width": 100, "height": 100}])
+    assert detect.metrics["coco_map"] == 0.0 and detect.scores == [0.0]
+
+
+def test_no_records_is_an_error() -> None:
+    with pytest.raises(DataError, match="no predictions to score"):
+        score_records("vqa", [])

@@ -1,5 +1,7 @@
 """Text metrics (ANLS, relaxed accuracy, OCR, field extraction) as their official evaluators define them."""
 
+from typing import Optional
+
 import pytest
 
 from evaluation.metrics import (
@@ -13,6 +15,7 @@ from evaluation.metrics import (
     field_prf,
     ocr_exact_match,
     relaxed_accuracy,
+    relaxed_correctness,
 )
 
 # ANLS (DocVQA official script)
@@ -112,9 +115,85 @@ def test_relaxed_zero_target_falls_back_to_exact_match() -> None:
 
 def test_relaxed_non_numeric_is_case_insensitive_exact_match() -> None:
     assert relaxed_accuracy("Yes", ["yes"]) == 1.0
-    assert relaxed_accuracy(" Blue ", ["blue"]) == 1.0
     assert relaxed_accuracy("dark blue", ["blue"]) == 0.0
     assert relaxed_accuracy("1,000", ["1000"]) == 0.0
+
+
+def test_relaxed_does_not_strip_as_pix2struct_does_not() -> None:
+    assert relaxed_accuracy(" Blue ", ["blue"]) == 0.0
+    assert relaxed_accuracy(" 12", ["12"]) == 1.0  # float() ignores the spaces
+    assert relaxed_accuracy(" 0", ["0"]) == 0.0  # a zero target compares strings
+
+
+def _pix2struct_relaxed_correctness(target: str, prediction: str, max_relative_change: float = 0.05) -> bool:
+    """google-research/pix2struct pix2struct/metrics.py relaxed_correctness, verbatim but for indentation."""
+
+    def _to_float(text: str) -> Optional[float]:  # noqa: UP045 (as in the source)
+        try:
+            if text.endswith("%"):
+                # Convert percentages to floats.
+                return float(text.rstrip("%")) / 100.0
+            else:
+                return float(text)
+        except ValueError:
+            return None
+
+    prediction_float = _to_float(prediction)
+    target_float = _to_float(target)
+    if prediction_float is not None and target_float:
+        relative_change = abs(prediction_float - target_float) / abs(target_float)
+        return relative_change <= max_relative_change
+    else:
+        return prediction.lower() == target.lower()
+
+
+def _big_vision_relaxed_match(target: str, prediction: str, max_relative_error: float = 0.05) -> bool:
+    """big_vision proj/paligemma/transfers/chartqa.py ``_relaxed_match``, verbatim but for indentation, after the
+    evaluator's ``to_lower=True`` postprocessing (its ChartQA config) of both strings."""
+    target, prediction = target.lower(), prediction.lower()
+
+    def _to_float(text: str) -> float | None:
+        try:
+            if text.endswith("%"):
+                # Convert percentages to floats.
+                return float(text.rstrip("%")) / 100.0
+            else:
+                return float(text)
+        except ValueError:
+            return None
+
+    prediction_float = _to_float(prediction)
+    target_float = _to_float(target)
+    # When the target is 0 is always required an exact match.
+    if prediction_float is not None and target_float:
+        relative_error = abs(prediction_float - target_float) / abs(target_float)
+        return relative_error <= max_relative_error
+    else:
+        return prediction == target
+
+
+# Whitespace, percentages, zero and negative targets, case, non-numeric text, what float() accepts.
+# fmt: off
+TRICKY = [
+    "12", " 12", "12 ", "\t12\n", "12.0", "12.6", "12.61", "11.4", "11.39", "-12", " -12", "+12", "1e1", "1E1",
+    "1_2", "12%", " 12%", "12 %", "12%%", "0.12", "0", " 0", "0 ", "0.0", "-0", "0%", "0.00001", "inf", "Infinity",
+    "nan", "NaN", "-inf", "yes", "Yes", " yes", "yes ", "YES", "abc", " abc", "Abc", "", " ", "1,000", "1000",
+    "\u0663", "3", "\u00bd", "\u216b", "\u00df", "SS", "12.5", "12.50", "1/2", "0.5", "50%",
+]
+# fmt: on
+
+
+def test_relaxed_equals_pix2struct_and_big_vision_case_for_case() -> None:
+    pairs = [(target, prediction) for target in TRICKY for prediction in TRICKY]
+    for target, prediction in pairs:
+        expected = _pix2struct_relaxed_correctness(target, prediction)
+        assert relaxed_correctness(target, prediction) is expected, (target, prediction)
+        assert relaxed_accuracy(prediction, [target]) == float(expected), (target, prediction)
+        assert _big_vision_relaxed_match(target, prediction) is expected, (target, prediction)
+    # The table holds both verdicts, with and without surrounding whitespace.
+    verdicts = {(t, p): _pix2struct_relaxed_correctness(t, p) for t, p in pairs}
+    assert verdicts[("12", " 12")] and not verdicts[("0", " 0")] and not verdicts[("abc", " abc")]
+    assert not verdicts[("nan", "nan")] and not verdicts[("inf", "inf")] and verdicts[("12%", "0.12")]
 
 
 def test_relaxed_best_over_answers() -> None:
@@ -150,12 +229,18 @@ def test_ocr_exact_match_no_answers_is_an_error() -> None:
         ("sitting", "kitten", 3 / 6),
         ("abcdef", "ab", 2.0),  # insertions make CER exceed 1
         ("", "abc", 1.0),
-        ("", "", 0.0),
-        ("x", "", 1.0),
     ],
 )
 def test_character_error_rate(prediction: str, reference: str, expected: float) -> None:
     assert character_error_rate(prediction, reference) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("prediction", ["", "x"])
+def test_cer_of_an_empty_reference_is_an_error(prediction: str) -> None:
+    with pytest.raises(ValueError, match="empty reference"):
+        character_error_rate(prediction, "")
+    with pytest.raises(ValueError, match=r"empty reference \(reference 1\)"):
+        corpus_cer(["a", prediction], ["a", ""])
 
 
 def test_corpus_cer_pools_counts() -> None:
@@ -205,10 +290,15 @@ def test_extraction_extra_and_missing_fields() -> None:
     assert field_f1('{"date": "3/4", "total": "12", "vendor": "ACME"}', [TARGET]) == pytest.approx(0.8)
 
 
-def test_extraction_empty_target_and_prediction_scores_one() -> None:
-    assert extraction_counts("{}", "{}") == FieldCounts(True, 0, 0, 0)
-    assert field_f1("{}", ["{}"]) == 1.0
-    assert field_f1('{"a": "1"}', ["{}"]) == 0.0
+def test_extraction_target_without_fields_is_an_error() -> None:
+    for prediction in ("{}", '{"a": "1"}'):
+        with pytest.raises(ValueError, match="target has no fields"):
+            field_f1(prediction, ["{}"])
+
+
+def test_extraction_empty_prediction_scores_zero() -> None:
+    assert extraction_counts("{}", TARGET) == FieldCounts(True, 0, 0, 2)
+    assert field_f1("{}", [TARGET]) == 0.0
 
 
 def test_extraction_target_not_an_object_is_an_error() -> None:
@@ -237,9 +327,9 @@ def test_field_prf_micro_averages_pooled_counts() -> None:
 
 
 def test_field_prf_empty_denominators() -> None:
-    nothing = field_prf([FieldCounts(True, 0, 0, 0)])
-    assert (nothing["precision"], nothing["recall"], nothing["f1"]) == (1.0, 1.0, 1.0)
-    all_invalid = field_prf([FieldCounts(False, 0, 0, 3)])
+    with pytest.raises(ValueError, match="no target fields"):
+        field_prf([FieldCounts(True, 0, 0, 0)])
+    all_invalid = field_prf([FieldCounts(False, 0, 0, 3)])  # nothing predicted: precision 0 by convention
     assert (all_invalid["precision"], all_invalid["recall"], all_invalid["f1"]) == (0.0, 0.0, 0.0)
     assert all_invalid["json_validity"] == 0.0
 
