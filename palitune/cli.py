@@ -77,11 +77,27 @@ def _data_ingest(args: argparse.Namespace, ws: Workspace) -> int:
         Path(args.out),
         task=args.task,
         columns=columns,
-        val_fraction=args.val_fraction,
+        config=args.config,
+        split_ratios=args.split_ratios,
         seed=args.seed,
+        eval_only=args.eval_only,
+        keep_unlabelled=args.keep_unlabelled,
     )
-    print(json.dumps({"dataset": str(out), **json.loads((out / "manifest.json").read_text())["counts"]}))
+    manifest = json.loads((out / "manifest.json").read_text())
+    source, splits = manifest["source"], ("train", "val", "test")
+    counts = {split: manifest["counts"].get(split, {}) for split in splits}
+    read = {split: source["read"][split] for split in splits}
+    report = {"format": source["format"], **counts, "read": read}
+    print(json.dumps({"dataset": str(out), **report, "dropped": source["dropped"], "carved": source["carved"]}))
     return 0
+
+
+def _split_ratios(text: str) -> tuple[float, ...]:
+    """``0.8,0.1,0.1`` -> (0.8, 0.1, 0.1); ``ingest`` checks that they sum to 1."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers such as 0.8,0.1,0.1, got {text!r}") from None
 
 
 def _train(args: argparse.Namespace, ws: Workspace) -> int:
@@ -254,7 +270,7 @@ def _summary(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from data.sources import FORMATS
+    from data.sources import DEFAULT_RATIOS, FORMATS
     from data.tasks import TASKS
 
     parser = argparse.ArgumentParser(prog="palitune", description=__doc__)
@@ -286,24 +302,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="task to render (repeatable; default: every task in params.yaml)",
     )
     repro.set_defaults(func=_data_repro)
-    ingest = data.add_parser("ingest", help="convert PaliGemma JSONL, Hugging Face or COCO data into a dataset")
-    ingest.add_argument("--format", required=True, choices=FORMATS)
-    ingest.add_argument("src", help="source folder")
+    ingest = data.add_parser(
+        "ingest",
+        help="convert a Roboflow export, COCO, or a Hugging Face dataset folder into a dataset",
+    )
+    ingest.add_argument("--format", choices=FORMATS, help="layout of the source (default: detected from its files)")
+    ingest.add_argument("src", help="source folder, as downloaded")
     ingest.add_argument("--out", required=True, help="dataset folder to write (replaced only on success)")
     ingest.add_argument("--task", help="task of the examples (default: inferred from the source)")
     ingest.add_argument(
         "--column",
         action="append",
         metavar="ROLE=NAME",
-        help="hf only: map a role (image, question, answers, query, label, captions) to a column",
+        help="hf only: map a role (image, question, answers, captions) to a column",
     )
+    ingest.add_argument("--config", metavar="NAME", help="hf only: the config of a hub folder that has several")
     ingest.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="share of train carved into val when the source has none (default 0.1)",
+        "--split-ratios",
+        type=_split_ratios,
+        default=(DEFAULT_RATIOS.train, DEFAULT_RATIOS.val, DEFAULT_RATIOS.test),
+        metavar="TRAIN,VAL,TEST",
+        help="shares used to carve the splits a source lacks, grouped by image (default "
+        f"{DEFAULT_RATIOS.train:g},{DEFAULT_RATIOS.val:g},{DEFAULT_RATIOS.test:g}; they sum to 1)",
     )
-    ingest.add_argument("--seed", type=int, default=0, help="seed of that carving")
+    ingest.add_argument("--seed", type=int, default=0, help="seed of that carving (default 0)")
+    ingest.add_argument("--eval-only", action="store_true", help="put every example in test (train stays empty)")
+    ingest.add_argument(
+        "--keep-unlabelled",
+        action="store_true",
+        help="write rows without a label to unlabelled.jsonl for prediction (default: drop and count them)",
+    )
     ingest.set_defaults(func=_data_ingest)
     validate = data.add_parser("validate", help="report every problem of a dataset folder (exit 1 if any)")
     validate.add_argument("dataset")

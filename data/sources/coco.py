@@ -1,8 +1,16 @@
-"""COCO JSON: ``annotations/instances_<split>.json`` (detection) or
-``annotations/captions_<split>.json`` (captioning), read with the standard ``json`` module.
+"""COCO JSON detection and captions, in the two layouts people download, read with ``json``.
 
-Images are looked up, in order, at ``<split>/<file_name>``, ``images/<split>/<file_name>``,
-``images/<file_name>`` and ``<file_name>`` under the root. Images without annotations are
+- ``coco`` (COCO 2017 as downloaded from cocodataset.org): ``annotations/instances_<split>.json``
+  (detection) or ``annotations/captions_<split>.json`` (captioning), any subset of the splits
+  (many users have only ``val2017``). Images are looked up, in order, at
+  ``<split>/<file_name>`` (``val2017/``), ``images/<split>/<file_name>``, ``images/<file_name>``
+  and ``<file_name>`` under the root.
+- ``roboflow-coco`` (Roboflow's ``coco`` export, maestro's ``COCODataset`` layout):
+  ``train/_annotations.coco.json``, ``valid/...``, ``test/...``, the images beside each file.
+  Its category 0 is a dataset-level supercategory that no annotation uses.
+
+Only categories some annotation uses become classes of the detect prefix (the rest are listed
+in the manifest), so Roboflow's placeholder never appears. Images without annotations are
 skipped (the manifest counts them), and so are crowd regions (``iscrowd: 1``), which COCO's own
 evaluation ignores rather than scores.
 """
@@ -17,6 +25,7 @@ from typing import Any
 
 from data.schema import DataError, Example
 from data.sources.common import Converted, ImageStore, canonical_split, confined_path
+from data.sources.detect import ROBOFLOW_COCO_FILE, split_folders
 from data.tasks import ImageSize, detect_prefix, get_task
 
 _FILE_PREFIX = {"detect": "instances_", "caption": "captions_"}
@@ -26,13 +35,16 @@ _BOUNDS_TOLERANCE = 1.0  # pixels; COCO boxes overshoot the image edge by roundi
 @dataclass(frozen=True)
 class _SplitFile:
     split: str  # palitune split
-    source_split: str  # as in the file name, e.g. train2017
+    source_split: str  # as in the file or folder name, e.g. train2017, valid
     path: Path
     data: dict[str, Any]
+    image_root: Path  # image paths are confined to it
+    bases: tuple[str, ...]  # folders under image_root where its images may be
 
 
 def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
-    """Read every COCO annotation file of ``src``, copying the annotated images into ``store``.
+    """Read every COCO annotation file under ``src/annotations``, copying the annotated images
+    into ``store``.
 
     Args:
         task: ``detect`` or ``caption``; ``None`` picks ``detect`` when ``instances_*.json``
@@ -46,22 +58,62 @@ def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Conve
     task = task or ("detect" if list((src / "annotations").glob("instances_*.json")) else "caption")
     if task not in _FILE_PREFIX:
         raise ValueError(f"the coco format holds detect or caption examples, not {task!r}")
-    files = _split_files(src, _FILE_PREFIX[task])
+    return _convert(src, _split_files(src, _FILE_PREFIX[task]), store, task)
+
+
+def read_roboflow_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+    """Read ``<split>/_annotations.coco.json`` of every split folder of ``src`` (``train``,
+    ``valid``, ``test``), each file's images beside it, as detection examples.
+
+    Raises:
+        DataError: as ``read_coco``, or no split folder with an annotation file.
+        ValueError: a task other than detect.
+    """
+    if task not in (None, "detect"):
+        raise ValueError(f"the roboflow-coco format holds detect examples, not {task!r}")
+    folders = split_folders(src, ROBOFLOW_COCO_FILE)
+    if not folders:
+        raise DataError(src, None, None, f"no {{train,valid,test}}/{ROBOFLOW_COCO_FILE} found (Roboflow coco export)")
+    files = [
+        _SplitFile(split, folder.name, folder / ROBOFLOW_COCO_FILE, _load(folder / ROBOFLOW_COCO_FILE), folder, (".",))
+        for split, folder in folders.items()
+    ]
+    return _convert(src, files, store, "detect")
+
+
+def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str) -> Converted:
     splits: dict[str, list[Example]] = {}
     skipped: dict[str, int] = {}
     crowd: dict[str, int] = {}
+    info: dict[str, Any] = {"task": task, "files": {f.split: str(f.path.relative_to(src)) for f in files}}
     if task == "detect":
-        labels = sorted({name for f in files for name in _categories(f).values()})
+        used, unused = _used_labels(files)
+        info["unused_categories"] = unused
         for f in files:
-            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, src, store, detect_prefix(labels))
+            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, detect_prefix(used))
     else:
         for f in files:
-            splits[f.split], skipped[f.split] = _captions(f, src, store)
-    info: dict[str, Any] = {"task": task, "files": {f.split: str(f.path.relative_to(src)) for f in files}}
+            splits[f.split], skipped[f.split] = _captions(f, store)
     info["skipped_images"] = skipped
     if task == "detect":
         info["skipped_crowd"] = crowd
-    return Converted(splits, info=info)
+    dropped = {split: {"image without annotations": n} for split, n in skipped.items() if n}
+    return Converted(splits, info=info, dropped=dropped)
+
+
+def _used_labels(files: list[_SplitFile]) -> tuple[list[str], list[str]]:
+    """Sorted names of the categories some non-crowd annotation uses, and of the others."""
+    names: set[str] = set()
+    used: set[str] = set()
+    for f in files:
+        categories = _categories(f)
+        names.update(categories.values())
+        for annotation in f.data["annotations"]:
+            if isinstance(annotation, dict) and not annotation.get("iscrowd"):
+                category = annotation.get("category_id")
+                if isinstance(category, int | str) and category in categories:
+                    used.add(categories[category])
+    return sorted(used), sorted(names - used)
 
 
 def _split_files(src: Path, prefix: str) -> list[_SplitFile]:
@@ -76,7 +128,8 @@ def _split_files(src: Path, prefix: str) -> list[_SplitFile]:
             raise DataError(path, None, "file name", f"unknown split {source_split!r}; expected train, val or test")
         if split in files:
             raise DataError(path, None, "file name", f"{files[split].path.name} already holds the {split} split")
-        files[split] = _SplitFile(split, source_split, path, _load(path))
+        bases = (source_split, f"images/{source_split}", "images", ".")
+        files[split] = _SplitFile(split, source_split, path, _load(path), src, bases)
     return list(files.values())
 
 
@@ -120,13 +173,12 @@ def _images(f: _SplitFile) -> dict[Any, int]:
     return index
 
 
-def _store_image(f: _SplitFile, i: int, root: Path, store: ImageStore) -> tuple[str, ImageSize]:
+def _store_image(f: _SplitFile, i: int, store: ImageStore) -> tuple[str, ImageSize]:
     """Copy ``images[i]`` in, after checking its declared size against the file."""
-    image = f.data["images"][i]
+    root, image = f.image_root, f.data["images"][i]
     field = f"images[{i}].file_name"
     name = confined_path(root, image.get("file_name"), file=f.path, line=None, field=field).relative_to(root)
-    bases = [f.source_split, f"images/{f.source_split}", "images", "."]
-    candidates = [confined_path(root, str(Path(base) / name), file=f.path, line=None, field=field) for base in bases]
+    candidates = [confined_path(root, str(Path(base) / name), file=f.path, line=None, field=field) for base in f.bases]
     path = next((c for c in candidates if c.is_file()), None)
     if path is None:
         looked = ", ".join(str(c.relative_to(root)) for c in candidates)
@@ -158,7 +210,7 @@ def _box(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[int, int
     return [round(v, 2) for v in corners] + [label]
 
 
-def _detection(f: _SplitFile, root: Path, store: ImageStore, prefix: str) -> tuple[list[Example], int, int]:
+def _detection(f: _SplitFile, store: ImageStore, prefix: str) -> tuple[list[Example], int, int]:
     """Examples of one detection file, the number of images skipped and of crowd regions."""
     categories, images = _categories(f), _images(f)
     boxes: dict[int, list[list[Any]]] = {}
@@ -173,14 +225,14 @@ def _detection(f: _SplitFile, root: Path, store: ImageStore, prefix: str) -> tup
         boxes.setdefault(i, []).append(_box(f, k, annotation, (image["width"], image["height"]), label))
     task, examples = get_task("detect"), []
     for i in sorted(boxes):
-        stored, size = _store_image(f, i, root, store)
+        stored, size = _store_image(f, i, store)
         suffix = task.render_suffix(boxes[i], size)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"
         examples.append(Example(stored, prefix, suffix, task.name, example_id, boxes=boxes[i]))
     return examples, len(images) - len(boxes), crowd
 
 
-def _captions(f: _SplitFile, root: Path, store: ImageStore) -> tuple[list[Example], int]:
+def _captions(f: _SplitFile, store: ImageStore) -> tuple[list[Example], int]:
     """Examples of one captions file (one per image, every caption an answer), and the
     number of images skipped for having no caption."""
     images = _images(f)
@@ -193,7 +245,7 @@ def _captions(f: _SplitFile, root: Path, store: ImageStore) -> tuple[list[Exampl
         captions.setdefault(i, []).append(" ".join(caption.split()))
     task, examples = get_task("caption"), []
     for i in sorted(captions):
-        stored, _ = _store_image(f, i, root, store)
+        stored, _ = _store_image(f, i, store)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"
         suffix = task.render_suffix(captions[i][0])
         examples.append(Example(stored, task.prefix(), suffix, task.name, example_id, answers=captions[i]))
@@ -206,5 +258,7 @@ def _lookup(f: _SplitFile, k: int, annotation: Any, key: str, known: dict[Any, A
         raise DataError(f.path, None, f"annotations[{k}]", "expected a JSON object")
     value = annotation.get(key)
     if not isinstance(value, int | str) or value not in known:
-        raise DataError(f.path, None, f"annotations[{k}].{key}", f"{value!r} names no entry of the file")
+        entries = {"image_id": "image", "category_id": "category"}.get(key, "entry")
+        message = f"{value!r} names no entry of the file (no {entries} has that id)"
+        raise DataError(f.path, None, f"annotations[{k}].{key}", message)
     return known[value]

@@ -22,10 +22,13 @@ _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 
 @dataclass
 class Converted:
-    """What a reader produces: examples per palitune split, and facts for the manifest."""
+    """What a reader produces: examples per palitune split, facts for the manifest, and the
+    rows it set apart for having no label (``dropped``: split -> reason -> count)."""
 
     splits: dict[str, list[Example]]
     info: dict[str, Any] = field(default_factory=dict)
+    unlabelled: list[Example] = field(default_factory=list)  # suffix "": for prediction only
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def canonical_split(name: str) -> str | None:
@@ -101,15 +104,28 @@ class ImageStore:
         return name, size
 
     def add_image(self, value: Any, *, file: Path | str, line: int | None, field: str) -> tuple[str, tuple[int, int]]:
-        """Encode an in-memory image (a PIL image, or ``{"bytes": ...}`` as Arrow stores it)
-        as PNG; returns its dataset-relative name and (width, height)."""
-        if isinstance(value, dict) and isinstance(value.get("bytes"), bytes):
+        """Encode an in-memory image as PNG; returns its dataset-relative name and (width, height).
+
+        ``value`` is what a Hugging Face column holds: a PIL image (an ``Image`` feature that
+        decodes), ``{"bytes": ..., "path": ...}`` (an ``Image`` feature read with
+        ``decode=False``), or raw PNG/JPEG bytes (a ``binary`` column, as in ahmed-masry/ChartQA).
+
+        Raises:
+            DataError: when the value is anything else, or its bytes are not an image PIL reads.
+        """
+        if isinstance(value, dict) and value.get("bytes") is None and value.get("path"):
+            raise DataError(file, line, field, f"the image is stored by path only ({value['path']!r}), not its bytes")
+        data = value.get("bytes") if isinstance(value, dict) else value
+        if isinstance(data, bytes | bytearray | memoryview):
             try:
-                value = Image.open(io.BytesIO(value["bytes"]))
+                value = Image.open(io.BytesIO(bytes(data)))
+                value.load()
             except (UnidentifiedImageError, OSError) as err:
                 raise DataError(file, line, field, f"image bytes do not decode ({err})") from None
         if not isinstance(value, Image.Image):
-            raise DataError(file, line, field, f"expected an image, got {type(value).__name__}")
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            message = f"expected an image (an Image feature or PNG/JPEG bytes), got {type(value).__name__} {shown}"
+            raise DataError(file, line, field, message)
         image = value if value.mode in _PNG_MODES else value.convert("RGB")
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")

@@ -1,8 +1,14 @@
-"""PaliGemma JSONL, as Roboflow exports it and maestro reads it.
+"""PaliGemma JSONL, in the two layouts Roboflow exports and maestro reads.
 
-A folder holds ``_annotations.train.jsonl``, ``_annotations.valid.jsonl`` and
-``_annotations.test.jsonl`` beside the image files; each line is
-``{"image": "file.jpg", "prefix": "...", "suffix": "..."}``. Only the train file is required.
+- ``paligemma-jsonl`` (Roboflow's ``paligemma`` export): a folder (``dataset/`` in the
+  download) holds ``_annotations.train.jsonl``, ``_annotations.valid.jsonl`` and
+  ``_annotations.test.jsonl`` beside the image files. Any of them may be missing.
+- ``roboflow-jsonl`` (Roboflow's ``jsonl`` export, maestro's ``JSONLDataset``):
+  ``train/annotations.jsonl``, ``valid/annotations.jsonl``, ``test/annotations.jsonl``, each
+  split's images in its folder. Any of the splits may be missing.
+
+Each line is ``{"image": "file.jpg", "prefix": "...", "suffix": "..."}`` (maestro's
+``REQUIRED_KEYS``), the image relative to the annotation file's folder.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 from data.loc_tokens import decode_boxes
 from data.schema import DataError, Example
 from data.sources.common import Converted, ImageStore, confined_path
+from data.sources.detect import ROBOFLOW_JSONL_FILE, paligemma_root, split_folders
 
 ANNOTATION_FILES = {
     "train": ("_annotations.train.jsonl",),
@@ -38,28 +45,51 @@ def infer_task(prefix: str) -> str:
 
 
 def read_paligemma_jsonl(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
-    """Read every ``_annotations.<split>.jsonl`` in ``src``, copying images into ``store``.
+    """Read every ``_annotations.<split>.jsonl`` in ``src`` (or ``src/dataset``), copying images
+    into ``store``.
 
     Args:
         task: the task of every example; ``None`` infers it from each prefix (``infer_task``).
 
     Raises:
-        DataError: a missing train file, a bad line, a missing image or an undecodable target,
+        DataError: no annotation file, a bad line, a missing image or an undecodable target,
             located by file, line and field.
     """
+    root = paligemma_root(src) or src
     splits: dict[str, list[Example]] = {}
     files: dict[str, str] = {}
     for split, names in ANNOTATION_FILES.items():
-        found = [src / name for name in names if (src / name).is_file()]
+        found = [root / name for name in names if (root / name).is_file()]
         if len(found) > 1:
             raise DataError(found[1], None, None, f"{found[0].name} also holds the val split; keep only one of them")
-        if not found:
-            if split == "train":
-                message = "train annotations not found (required; val and test are not)"
-                raise DataError(src / names[0], None, None, message)
-            continue
-        splits[split] = _read_file(found[0], src, split, store, task)
-        files[split] = found[0].name
+        if found:
+            splits[split] = _read_file(found[0], root, split, store, task)
+            files[split] = str(found[0].relative_to(src))
+    if not splits:
+        message = "no annotations found: expected _annotations.{train,valid,test}.jsonl here or in dataset/"
+        raise DataError(root / ANNOTATION_FILES["train"][0], None, None, message)
+    return Converted(splits, info={"files": files})
+
+
+def read_roboflow_jsonl(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+    """Read ``<split>/annotations.jsonl`` of every split folder of ``src`` (``train``, ``valid``,
+    ``test``), each image relative to its split's folder, copying images into ``store``.
+
+    Args:
+        task: the task of every example; ``None`` infers it from each prefix (``infer_task``).
+
+    Raises:
+        DataError: no split folder with an ``annotations.jsonl``, a bad line, a missing image or
+            an undecodable target, located by file, line and field.
+    """
+    folders = split_folders(src, ROBOFLOW_JSONL_FILE)
+    if not folders:
+        message = f"no {{train,valid,test}}/{ROBOFLOW_JSONL_FILE} found (Roboflow jsonl export)"
+        raise DataError(src, None, None, message)
+    splits = {
+        split: _read_file(folder / ROBOFLOW_JSONL_FILE, folder, split, store, task) for split, folder in folders.items()
+    }
+    files = {split: str((folder / ROBOFLOW_JSONL_FILE).relative_to(src)) for split, folder in folders.items()}
     return Converted(splits, info={"files": files})
 
 

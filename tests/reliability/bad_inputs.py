@@ -295,6 +295,86 @@ def source_malformed_detection(bench: Bench, folder: Path) -> Attempt:
     return _ingest(folder, prefix="detect circle", suffix="<loc0010><loc0020> circle")
 
 
+@bad_input("source", "split ratios that do not sum to 1", "export: --split-ratios", "the ratios must sum to 1")
+def source_ratios_not_one(bench: Bench, folder: Path) -> Attempt:
+    attempt = _ingest(folder)
+    return Attempt([*attempt.command, "--split-ratios", "0.8,0.1,0.2"], folder)
+
+
+@bad_input("source", "folder of no known layout (no `--format`)", "pictures: --format", "no known layout found")
+def source_unknown_layout(bench: Bench, folder: Path) -> Attempt:
+    (folder / "pictures").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "pictures" / "0.png")
+    return Attempt(["palitune", "data", "ingest", str(folder / "pictures"), "--out", str(folder / "out")], folder)
+
+
+@bad_input(
+    "source", "COCO annotation whose `image_id` has no image",
+    "coco/annotations/instances_val2017.json: annotations[0].image_id", "no image has that id",
+)
+def source_coco_unknown_image(bench: Bench, folder: Path) -> Attempt:
+    (folder / "coco" / "val2017").mkdir(parents=True)
+    (folder / "coco" / "annotations").mkdir()
+    Image.new("RGB", (32, 24)).save(folder / "coco" / "val2017" / "000000000139.jpg")
+    data = {
+        "images": [{"id": 139, "file_name": "000000000139.jpg", "width": 32, "height": 24}],
+        "annotations": [{"id": 1, "image_id": 285, "category_id": 18, "bbox": [1, 1, 8, 8], "iscrowd": 0}],
+        "categories": [{"id": 18, "name": "dog", "supercategory": "animal"}],
+    }
+    (folder / "coco" / "annotations" / "instances_val2017.json").write_text(json.dumps(data))
+    return Attempt(["palitune", "data", "ingest", str(folder / "coco"), "--out", str(folder / "out")], folder)
+
+
+def _hub_folder(bench: Bench, folder: Path, name: str, files: dict[str, dict[str, Any]]) -> Attempt:
+    """A hub dataset folder ``name`` of parquet files (relative path -> columns), as
+    ``huggingface-cli download`` leaves it; ``image`` columns of PIL images become ``Image``."""
+    from datasets import Dataset, config
+    from datasets import Image as ImageFeature
+
+    config.HF_DATASETS_CACHE = bench.root.parent / "hf-cache"  # datasets' lock files: outside the bench, no ~/.cache
+    for relative, rows in files.items():
+        (folder / name / relative).parent.mkdir(parents=True, exist_ok=True)
+        dataset = Dataset.from_dict(rows)
+        if isinstance(rows["image"][0], Image.Image):
+            dataset = dataset.cast_column("image", ImageFeature())
+        dataset.to_parquet(str(folder / name / relative))
+    return Attempt(["palitune", "data", "ingest", str(folder / name), "--out", str(folder / "out")], folder)
+
+
+def _charts(n: int) -> dict[str, list[Any]]:
+    return {"image": [Image.new("RGB", (20 + i, 16)) for i in range(n)], "query": ["value?"] * n, "label": [["1"]] * n}
+
+
+@bad_input("source", "hub folder with two configs and no `--config`", "DocVQA/README.md: configs", "--config NAME")
+def source_hub_two_configs(bench: Bench, folder: Path) -> Attempt:
+    rows = {"image": [Image.new("RGB", (20, 16))], "question": ["date?"], "answers": [["1 May"]]}
+    attempt = _hub_folder(bench, folder, "DocVQA", {f"{c}/validation-00000-of-00001.parquet": rows for c in ("A", "B")})
+    configs = "".join(f"- config_name: {c}\n  data_files:\n  - split: validation\n    path: {c}/*\n" for c in "AB")
+    (folder / "DocVQA" / "README.md").write_text(f"---\nconfigs:\n{configs}---\n")
+    return attempt
+
+
+@bad_input(
+    "source", "parquet file missing the answer column",
+    "ChartQA/data/val-00000-of-00001.parquet: label", "column not found (the answers)",
+)
+def source_parquet_missing_column(bench: Bench, folder: Path) -> Attempt:
+    val = {k: v for k, v in _charts(1).items() if k != "label"}
+    files = {"data/train-00000-of-00001.parquet": _charts(3), "data/val-00000-of-00001.parquet": val}
+    return _hub_folder(bench, folder, "ChartQA", files)
+
+
+@bad_input(
+    "source", "image column holding bytes that are no image",
+    "ChartQA/data/train-00000-of-00001.parquet:1: image", "image bytes do not decode",
+)
+def source_parquet_bytes_not_image(bench: Bench, folder: Path) -> Attempt:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 16)).save(buffer, format="PNG")
+    rows = {**_charts(2), "image": [buffer.getvalue(), b"<html>not a chart</html>"]}
+    return _hub_folder(bench, folder, "ChartQA", {"data/train-00000-of-00001.parquet": rows})
+
+
 # -- run configs: python -m training.train --------------------------------------------------
 
 VALID_CONFIG = "task: vqa\nmethod: lora\nbatch_size: 4\nlearning_rate: 1.0e-3\n"
