@@ -68,21 +68,27 @@ def _data_checkout(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _data_ingest(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.schema import DataError
     from data.sources import ingest
 
     columns = dict(item.split("=", 1) for item in args.column) if args.column else None
-    out = ingest(
-        args.format,
-        Path(args.src),
-        Path(args.out),
-        task=args.task,
-        columns=columns,
-        config=args.config,
-        split_ratios=args.split_ratios,
-        seed=args.seed,
-        eval_only=args.eval_only,
-        keep_unlabelled=args.keep_unlabelled,
-    )
+    try:
+        out = ingest(
+            args.format,
+            Path(args.src),
+            Path(args.out),
+            task=args.task,
+            columns=columns,
+            config=args.config,
+            split_ratios=args.split_ratios,
+            seed=args.seed,
+            eval_only=args.eval_only,
+            keep_unlabelled=args.keep_unlabelled,
+        )
+    except DataError:
+        raise
+    except ValueError as err:  # arguments that do not fit the source (a task its format lacks, ...)
+        raise DataError(args.src, None, None, str(err)) from None
     manifest = json.loads((out / "manifest.json").read_text())
     source, splits = manifest["source"], ("train", "val", "test")
     counts = {split: manifest["counts"].get(split, {}) for split in splits}
