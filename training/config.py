@@ -27,13 +27,26 @@ class Method(StrEnum):
 
 
 class Precision(StrEnum):
+    """How weights are stored and matmuls computed (see ``training.precision``)."""
+
     FP32 = "fp32"
-    BF16 = "bf16"  # autocast; on CPU only worth it where matmuls are large enough (see benchmarks)
-    FP16 = "fp16"  # autocast with loss scaling; GPU only
+    BF16 = "bf16"  # bf16 autocast, fp32 trainable weights; on CPU only worth it for large matmuls (see benchmarks)
+    FP16 = "fp16"  # as bf16 with fp16 and loss scaling; GPU only
+    BF16_PURE = "bf16-pure"  # every weight, gradient and optimizer state in bf16, no autocast (method full)
 
     @property
     def accelerate_name(self) -> str:
-        return "no" if self is Precision.FP32 else self.value
+        """Accelerate's ``mixed_precision``: autocast for bf16/fp16; none for fp32 and pure bf16."""
+        return self.value if self in (Precision.BF16, Precision.FP16) else "no"
+
+
+class AttnImplementation(StrEnum):
+    """The attention kernel of both towers, as transformers names it."""
+
+    AUTO = "auto"  # per tower: sdpa where the tower supports it, else eager (Gemma 2's softcapping)
+    EAGER = "eager"
+    SDPA = "sdpa"
+    FLEX_ATTENTION = "flex_attention"
 
 
 class Scheduler(StrEnum):
@@ -72,7 +85,24 @@ class RunConfig(BaseModel):
     lora: LoraConfig = Field(default_factory=LoraConfig)  # type: ignore[arg-type]
     freeze_vision: bool = Field(True, description="Keep the SigLIP vision tower frozen.")
     freeze_projector: bool = Field(False, description="Keep the multimodal projector frozen (else trained fully).")
-    precision: Precision = Field(Precision.FP32, description="fp32, bf16 (autocast) or fp16 (autocast, GPU).")
+    precision: Precision = Field(
+        Precision.FP32,
+        description="fp32; bf16 or fp16 (GPU): a frozen base is stored in that type, trainable weights and "
+        "optimizer state stay fp32, matmuls run under autocast; bf16-pure (method full only): every weight, "
+        "gradient and optimizer state in bf16, half the memory of bf16 and coarser updates.",
+    )
+    attn_implementation: AttnImplementation = Field(
+        AttnImplementation.AUTO,
+        description="Attention kernel of the vision and text towers: auto (sdpa where the tower supports it, "
+        "else eager: Gemma 2, the text tower of PaliGemma 2, refuses sdpa for its logit softcapping), eager, "
+        "sdpa or flex_attention (needs a GPU to train). PaliGemma's prefix-LM mask rules out flash_attention_2.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute each vision and text layer's activations in backward instead of keeping them "
+        "(non-reentrant torch.utils.checkpoint): the same loss and gradients, activation memory of about one "
+        "layer instead of all, about a third more compute per step.",
+    )
     feature_cache: bool = Field(
         True,
         description="Compute the frozen vision tower's image features once per dataset version, base model, "
@@ -120,6 +150,11 @@ class RunConfig(BaseModel):
     def _consistent(self) -> RunConfig:
         if self.checkpoint_every and self.checkpoint_every > self.steps:
             raise ValueError(f"checkpoint_every ({self.checkpoint_every}) is larger than steps ({self.steps})")
+        if self.precision is Precision.BF16_PURE and self.method is not Method.FULL:
+            raise ValueError(
+                f"precision bf16-pure is for method full; method {self.method.value} already keeps its frozen "
+                "base in bf16 with precision bf16 (its adapter in fp32)"
+            )
         return self
 
     def fingerprint(self) -> str:
@@ -142,6 +177,8 @@ RUNTIME_FIELDS = {
     "experiment",
     "num_threads",
     "feature_cache",  # the same losses with or without it (tested), so a run may resume either way
+    "gradient_checkpointing",  # the same too (tested): memory traded for compute
+    "attn_implementation",  # the same attention, other kernels (tested equal to float noise)
 }
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoProcessor, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+from transformers import AutoProcessor, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from training.config import ConfigError
+from training.config import AttnImplementation, ConfigError
 from training.presets import preset_for
 from training.tiny_base import build_tiny_base, tiny_base_is_current
 
@@ -51,14 +51,27 @@ def load_processor(ref: str) -> PaliGemmaProcessor:
 Loaded = tuple[PaliGemmaForConditionalGeneration, PaliGemmaProcessor]
 
 
-def load_base(ref: str, *, dtype: torch.dtype = torch.float32, quantize_4bit: bool = False) -> Loaded:
+def load_base(
+    ref: str,
+    *,
+    dtype: torch.dtype = torch.float32,
+    quantize_4bit: bool = False,
+    attn_implementation: AttnImplementation = AttnImplementation.AUTO,
+) -> Loaded:
     """Model and processor of a resolved base reference (a folder or a hub id).
 
     Args:
+        dtype: the dtype of the weights (see ``training.precision`` for which one a run uses).
         quantize_4bit: load the weights in 4-bit nf4 with bf16 compute (QLoRA; bitsandbytes
             on a CUDA GPU).
+        attn_implementation: the attention kernel; checked against each tower before any
+            weight is read.
+
+    Raises:
+        ConfigError: a tower of this base does not support ``attn_implementation``.
     """
-    kwargs: dict[str, Any] = {}
+    config = PaliGemmaConfig.from_pretrained(ref, trust_remote_code=False)
+    kwargs: dict[str, Any] = {"attn_implementation": attention_implementations(config, attn_implementation, ref)}
     if quantize_4bit:
         from transformers import BitsAndBytesConfig
 
@@ -76,6 +89,46 @@ def load_base(ref: str, *, dtype: torch.dtype = torch.float32, quantize_4bit: bo
     processor = load_processor(ref)
     check_image_size(ref, model, processor)
     return model, processor
+
+
+def attention_implementations(config: PaliGemmaConfig, choice: AttnImplementation, ref: str) -> dict[str, str]:
+    """The attention kernel of each tower for ``choice``, as ``from_pretrained`` takes it.
+
+    What transformers 5 allows, read from each tower's class: SigLIP and Gemma take eager,
+    sdpa and flex_attention; Gemma 2 (PaliGemma 2's text tower) refuses sdpa, which has no
+    attention-logit softcapping; PaliGemma itself refuses flash_attention_2, which would
+    drop the bidirectional prefix of its prefix-LM mask (so it is not offered). ``auto``
+    takes sdpa where a tower allows it (fused, no (seq x seq) weights kept per head for
+    backward) and eager elsewhere; flex_attention is not the default because it compiles
+    its kernels on first use and cannot train on a CPU.
+
+    Raises:
+        ConfigError: naming the tower, its model class and the choices it allows.
+    """
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+    chosen: dict[str, str] = {}
+    for key, tower in (("vision_config", "vision"), ("text_config", "text")):
+        model_class: Any = MODEL_MAPPING[type(getattr(config, key))]
+        allowed = [
+            name
+            for name, supported in (
+                ("eager", True),
+                ("sdpa", model_class._supports_sdpa),
+                ("flex_attention", model_class._supports_flex_attn),
+            )
+            if supported
+        ]
+        if choice is AttnImplementation.AUTO:
+            chosen[key] = "sdpa" if "sdpa" in allowed else "eager"
+        elif choice.value in allowed:
+            chosen[key] = choice.value
+        else:
+            raise ConfigError(
+                f"attn_implementation: {choice.value}: the {tower} tower of {ref} ({model_class.__name__}) does not "
+                f"support it; use auto or one of {', '.join(allowed)}"
+            )
+    return chosen
 
 
 def check_image_size(ref: str, model: PaliGemmaForConditionalGeneration, processor: PaliGemmaProcessor) -> None:

@@ -51,7 +51,16 @@ from training.checkpoints import (
     staging_dir,
 )
 from training.collate import TrainCollator
-from training.config import ConfigError, Method, Precision, RunConfig, Scheduler, add_config_arguments, config_from_args
+from training.config import (
+    AttnImplementation,
+    ConfigError,
+    Method,
+    Precision,
+    RunConfig,
+    Scheduler,
+    add_config_arguments,
+    config_from_args,
+)
 from training.feature_cache import (
     ImageFeatures,
     cache_blocker,
@@ -60,8 +69,10 @@ from training.feature_cache import (
     load_or_compute_features,
     serve_cached_features,
 )
+from training.loss import supervised_token_count, token_loss_sum
 from training.model_loading import load_base, resolve_base
 from training.peft_setup import prepare_model
+from training.precision import enable_tf32, load_dtype
 from training.sampling import EpochSampler, LengthGroupedSampler, text_lengths
 
 RUN_INFO_FILE = "palitune_run.json"
@@ -100,6 +111,10 @@ def check_runtime(config: RunConfig) -> None:
             raise ConfigError("method: qlora needs bitsandbytes: pip install bitsandbytes") from None
     if config.precision is Precision.FP16 and not cuda:
         raise ConfigError("precision: fp16 autocast needs a GPU; use bf16 or fp32 on a CPU")
+    if config.attn_implementation is AttnImplementation.FLEX_ATTENTION and not cuda:
+        raise ConfigError(
+            "attn_implementation: flex_attention has no backward on a CPU in this torch; use auto, eager or sdpa here"
+        )
 
 
 def preflight(batch: dict[str, torch.Tensor], image_token_id: int, image_tokens: int) -> None:
@@ -178,7 +193,13 @@ def train(
         )
     base_ref = resolve_base(config.base_model, workspace.models)
     set_seed(config.seed)  # after a possible base build: same run, same LoRA init
-    base, processor = load_base(base_ref, quantize_4bit=config.method is Method.QLORA)
+    enable_tf32(accelerator.device)
+    base, processor = load_base(
+        base_ref,
+        dtype=load_dtype(config),
+        quantize_4bit=config.method is Method.QLORA,
+        attn_implementation=config.attn_implementation,
+    )
     image_token_id, image_tokens = base.config.image_token_id, int(base.config.text_config.num_image_tokens)  # type: ignore[union-attr]
     model, trainable = prepare_model(base, config)
     examples = read_split(dataset_dir, "train")
@@ -387,22 +408,17 @@ class _Loop:
         accumulation = config.grad_accumulation
         batches = self.micro_batches(start_step * accumulation)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        window = _Window()
+        window = _Window(image_token_id)
         logged = float("nan")
         progress = _progress(accelerator, config.steps, start_step)
         if self.validation is not None and start_step == 0:
             self.validate(0)  # the starting point of the validation curve
         model.train()
         for step in range(start_step + 1, config.steps + 1):
-            for micro in range(accumulation):
-                batch = next(batches)
-                if step == start_step + 1 and micro == 0:
-                    preflight(batch, image_token_id, image_tokens)
-                syncing = micro == accumulation - 1
-                with accelerator.no_sync(model) if not syncing else contextlib.nullcontext():
-                    loss = model(**batch).loss
-                    accelerator.backward(loss / accumulation)
-                window.add_micro(loss.detach().float(), batch["attention_mask"].sum())
+            micro_batches = [next(batches) for _ in range(accumulation)]
+            if step == start_step + 1:
+                preflight(micro_batches[0], image_token_id, image_tokens)
+            self.accumulate(micro_batches, window)
             grad_norm = accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
@@ -414,13 +430,33 @@ class _Loop:
                 logged = metrics["train/loss"]
                 self.log(step, metrics)
                 progress.set_postfix(loss=f"{logged:.4f}")
-                window = _Window()
+                window = _Window(image_token_id)
             if self.validation is not None and (step % config.eval_every == 0 or step == config.steps):
                 self.validate(step)
             if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
                 self.checkpoint(step)
         progress.close()
         return logged
+
+    def accumulate(self, micro_batches: list[dict[str, torch.Tensor]], window: _Window) -> None:
+        """Backpropagate one optimizer step's micro-batches, each token weighing the same.
+
+        Each micro-batch's summed token loss is divided by the supervised tokens of the whole
+        step, over every micro-batch and every rank, so the accumulated gradient is that of
+        the one batch they make up. DDP, FSDP and DeepSpeed average gradients over ranks:
+        the factor ``num_processes`` turns that average back into the sum the division needs.
+        """
+        accelerator, model = self.accelerator, self.model
+        local = sum(supervised_token_count(batch) for batch in micro_batches)
+        step_tokens = accelerator.reduce(torch.tensor(local, device=accelerator.device), reduction="sum")
+        # An all-masked step (preflight refuses one only at the start) gives zero gradients, not nan.
+        scale = accelerator.num_processes / step_tokens.clamp(min=1).to(torch.float32)
+        for micro, batch in enumerate(micro_batches):
+            syncing = micro == len(micro_batches) - 1
+            with accelerator.no_sync(model) if not syncing else contextlib.nullcontext():
+                loss_sum, tokens = token_loss_sum(model, batch)
+                accelerator.backward(loss_sum * scale)
+            window.add_micro(loss_sum.detach().float(), tokens, batch)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.accelerator.log(metrics, step=step)
@@ -432,7 +468,9 @@ class _Loop:
 
     def validate(self, step: int) -> None:
         if self.accelerator.is_main_process and self.validation is not None:
-            metrics = self.validation(self.accelerator.unwrap_model(self.model))
+            # Under the run's autocast: a bf16 base feeds bf16 activations to fp32 trained modules.
+            with self.accelerator.autocast():
+                metrics = self.validation(self.accelerator.unwrap_model(self.model))
             self.log(step, metrics)
             self.model.train()
         self.accelerator.wait_for_everyone()
@@ -455,26 +493,32 @@ class _Loop:
 
 
 class _Window:
-    """What happened since the last log: losses, tokens, time."""
+    """What happened since the last log: summed token losses, token counts, time."""
 
-    def __init__(self) -> None:
-        self.loss, self.micro, self.tokens, self.steps = torch.zeros(()), 0, torch.zeros((), dtype=torch.long), 0
-        self.start = time.perf_counter()
+    def __init__(self, image_token_id: int) -> None:
+        self.image_token_id, self.steps, self.start = image_token_id, 0, time.perf_counter()
+        # loss sum, supervised tokens, image tokens, attended tokens (text and image, no padding)
+        self.sums = torch.zeros(4, dtype=torch.float64)
 
-    def add_micro(self, loss: torch.Tensor, tokens: torch.Tensor) -> None:
-        self.loss, self.micro, self.tokens = self.loss + loss.cpu(), self.micro + 1, self.tokens + tokens.cpu()
+    def add_micro(self, loss_sum: torch.Tensor, supervised: int, batch: dict[str, torch.Tensor]) -> None:
+        image = int((batch["input_ids"] == self.image_token_id).sum())
+        attended = int(batch["attention_mask"].sum())
+        self.sums += torch.tensor([float(loss_sum.cpu()), supervised, image, attended], dtype=torch.float64)
 
     def metrics(self, accelerator: Accelerator, config: RunConfig, grad_norm: Any, lr: float) -> dict[str, float]:
         seconds = max(time.perf_counter() - self.start, 1e-9)
-        loss = accelerator.reduce((self.loss / max(self.micro, 1)).to(accelerator.device), reduction="mean")
-        tokens = accelerator.reduce(self.tokens.to(accelerator.device), reduction="sum")
+        loss_sum, supervised, image, attended = accelerator.reduce(
+            self.sums.to(accelerator.device), reduction="sum"
+        ).tolist()
         samples = self.steps * config.batch_size * config.grad_accumulation * accelerator.num_processes
         return {
-            "train/loss": float(loss.item()),
+            "train/loss": loss_sum / max(supervised, 1),  # per supervised token, as the gradient weighs them
             "train/lr": lr,
             "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
             "train/samples_per_s": samples / seconds,
-            "train/tokens_per_s": float(tokens.item()) / seconds,
+            "train/supervised_tokens_per_s": supervised / seconds,  # answer tokens scored
+            "train/image_tokens_per_s": image / seconds,
+            "train/tokens_per_s": attended / seconds,  # every position computed: image, prompt and answer
             "train/peak_memory_mb": _peak_memory_mb(accelerator),
         }
 

@@ -43,7 +43,13 @@ def test_loss_falls_and_validation_accuracy_rises(
     assert accuracy[-1].value > accuracy[0].value + 0.2, [m.value for m in accuracy]
     assert max(m.value for m in client.get_metric_history(result.mlflow_run_id, "train/lr")) > 0
     run = client.get_run(result.mlflow_run_id)
-    for name in ("train/grad_norm", "train/samples_per_s", "train/tokens_per_s", "train/peak_memory_mb"):
+    throughput = (
+        "train/samples_per_s",
+        "train/tokens_per_s",
+        "train/supervised_tokens_per_s",
+        "train/image_tokens_per_s",
+    )
+    for name in ("train/grad_norm", *throughput, "train/peak_memory_mb"):
         assert run.data.metrics[name] > 0, name
     assert run.data.tags["palitune.method"] == config.method.value
     assert run.data.params["method"] == config.method.value
