@@ -18,10 +18,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
+from filelock import FileLock
 
 from data.synthetic import GENERATORS, SplitSizes
 
@@ -56,8 +59,29 @@ DEFAULT_PARAMS = {"seed": 0, "image_size": 64, "train": 2000, "val": 100, "test"
 LARGE_TRAIN_TASKS, LARGE_TRAIN = frozenset({"ocr", "docvqa", "extract", "detect"}), 20_000
 
 
+REPO_LOCK_FILE = ".dvc-palitune.lock"
+
+
 class PipelineError(RuntimeError):
     """``dvc repro`` of the synthetic pipeline failed."""
+
+
+@contextmanager
+def repository_lock(root: Path) -> Iterator[None]:
+    """Hold the workspace's DVC repository for one palitune operation, waiting for others.
+
+    Two runs (two task partitions) share one repository. DVC's own lock fails at once
+    ("Unable to acquire lock") instead of waiting, and it covers one DVC command, not
+    palitune's read-modify-write of ``params.yaml`` or the ``dvc.lock`` journal kept across
+    a commit and its push (``data.versioning``). So each such operation holds this lock,
+    a file beside ``.dvc/``. It is an OS lock (``flock``), released when its process dies,
+    so a killed run leaves nothing stale; it is reentrant within a thread, so an operation
+    may call another that locks too.
+    """
+    root = Path(root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(root / REPO_LOCK_FILE, is_singleton=True):
+        yield
 
 
 def task_defaults(task: str) -> dict[str, int]:
@@ -75,13 +99,26 @@ def default_params() -> dict[str, Any]:
 
 def ensure_pipeline(root: Path) -> None:
     """Write ``dvc.yaml`` (always current) and ``params.yaml`` (only if absent) into ``root``."""
-    root = Path(root)
+    with repository_lock(root):
+        _write_pipeline(Path(root))
+
+
+def _write_pipeline(root: Path) -> None:
     pipeline = root / PIPELINE_FILE
     if not pipeline.is_file() or pipeline.read_text() != PIPELINE:
-        pipeline.write_text(PIPELINE)
+        _replace_text(pipeline, PIPELINE)
     params = root / PARAMS_FILE
     if not params.is_file():
-        params.write_text(PARAMS_HEADER + yaml.safe_dump(default_params(), sort_keys=True))
+        _replace_text(params, PARAMS_HEADER + yaml.safe_dump(default_params(), sort_keys=True))
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write through a temporary file and rename it over ``path``: a reader that does not
+    take the repository lock (``read_params``, another run's ``dvc``) sees the old file or
+    the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def read_params(root: Path) -> dict[str, dict[str, int]]:
@@ -91,11 +128,20 @@ def read_params(root: Path) -> dict[str, dict[str, int]]:
 
 
 def set_params(root: Path, task: str, *, seed: int, sizes: SplitSizes, image_size: int) -> None:
-    """Set one task's parameters in ``params.yaml``, as ``dvc exp run -S`` would; others stay."""
+    """Set one task's parameters in ``params.yaml``, as ``dvc exp run -S`` would; others stay.
+
+    Holds the repository lock: another run setting its task at the same time would
+    otherwise write back the file as it read it, dropping this task's change.
+    """
     if task not in GENERATORS:
         raise KeyError(f"no synthetic generator for task {task!r}; there are: {', '.join(GENERATORS)}")
-    ensure_pipeline(root)
-    path = Path(root) / PARAMS_FILE
+    with repository_lock(root):
+        _write_params(Path(root), task, seed=seed, sizes=sizes, image_size=image_size)
+
+
+def _write_params(root: Path, task: str, *, seed: int, sizes: SplitSizes, image_size: int) -> None:
+    _write_pipeline(root)
+    path = root / PARAMS_FILE
     data = yaml.safe_load(path.read_text()) or {}
     data.setdefault("synthetic", {})[task] = {
         "seed": seed,
@@ -106,7 +152,7 @@ def set_params(root: Path, task: str, *, seed: int, sizes: SplitSizes, image_siz
     }
     new = PARAMS_HEADER + yaml.safe_dump(data, sort_keys=True)
     if path.read_text() != new:
-        path.write_text(new)
+        _replace_text(path, new)
 
 
 def run_dvc(root: Path, *args: str) -> str:
@@ -119,7 +165,9 @@ def run_dvc(root: Path, *args: str) -> str:
         PipelineError: DVC exited non-zero; its output is in the message.
     """
     env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    command = [sys.executable, "-m", "dvc", *args]
+    # --wait-for-lock: a dvc command run by hand in the workspace makes this one wait, not fail
+    # ("Unable to acquire lock"); palitune's own operations already queue on repository_lock.
+    command = [sys.executable, "-m", "dvc", "--wait-for-lock", *args]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         output = result.stdout + result.stderr
@@ -148,13 +196,14 @@ def reproduce(root: Path, tasks: list[str] | None = None) -> list[Path]:
         The output folder of each task, in the order given.
     """
     root = Path(root).resolve()
-    ensure_pipeline(root)
-    tasks = tasks if tasks is not None else sorted(read_params(root))
-    missing = [task for task in tasks if task not in read_params(root)]
-    if missing:
-        raise PipelineError(f"{root / PARAMS_FILE}: synthetic: no parameters for task(s) {', '.join(missing)}")
-    if tasks:  # no target at all would make dvc repro every stage
-        run_dvc(root, "repro", *(stage_name(task) for task in tasks))
+    with repository_lock(root):  # one DVC command at a time in the repository (see repository_lock)
+        _write_pipeline(root)
+        tasks = tasks if tasks is not None else sorted(read_params(root))
+        missing = [task for task in tasks if task not in read_params(root)]
+        if missing:
+            raise PipelineError(f"{root / PARAMS_FILE}: synthetic: no parameters for task(s) {', '.join(missing)}")
+        if tasks:  # no target at all would make dvc repro every stage
+            run_dvc(root, "repro", *(stage_name(task) for task in tasks))
     return [output_dir(root, task) for task in tasks]
 
 
@@ -168,16 +217,17 @@ def commit_pipeline_output(root: Path, stage: str) -> None:
     Raises:
         PipelineError: the stage is stale; the message says how to re-render it.
     """
-    status = json.loads(run_dvc(root, "status", "--json", stage) or "{}").get(stage, [])
-    stale = [entry for entry in status if not (isinstance(entry, dict) and set(entry) == {"changed outs"})]
-    if stale:
-        task = stage.split("@", 1)[1]
-        raise PipelineError(
-            f"{Path(root) / PARAMS_FILE}: synthetic.{task}: changed since {OUTPUT_DIR}/{task} was rendered "
-            f"({json.dumps(stale)}); re-render it first: palitune data repro --task {task}"
-        )
-    if status:
-        run_dvc(root, "commit", "--force", stage)
+    with repository_lock(root):  # status and commit must see the same dvc.lock
+        status = json.loads(run_dvc(root, "status", "--json", stage) or "{}").get(stage, [])
+        stale = [entry for entry in status if not (isinstance(entry, dict) and set(entry) == {"changed outs"})]
+        if stale:
+            task = stage.split("@", 1)[1]
+            raise PipelineError(
+                f"{Path(root) / PARAMS_FILE}: synthetic.{task}: changed since {OUTPUT_DIR}/{task} was rendered "
+                f"({json.dumps(stale)}); re-render it first: palitune data repro --task {task}"
+            )
+        if status:
+            run_dvc(root, "commit", "--force", stage)
 
 
 def locked_outputs(root: Path, lock_file: str = LOCK_FILE) -> dict[str, tuple[str, str]]:

@@ -3,7 +3,8 @@
 The workspace is a DVC repository without git (``dvc init --no-scm``) whose default remote
 is a local folder; at scale the remote is S3/GCS/Azure and nothing else changes. A version
 can be restored from its hash alone (``restore_dataset``), on any machine that reaches the
-remote.
+remote. Every operation on the repository holds ``data.pipeline.repository_lock``, so runs
+of several tasks at once share one workspace.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from data.pipeline import (
     commit_pipeline_output,
     locked_outputs,
     pipeline_stage_of,
+    repository_lock,
     run_dvc,
 )
 from data.schema import MANIFEST_FILE, DataError, write_manifest
@@ -56,16 +58,18 @@ def ensure_repo(root: Path, remote: Path | str) -> None:
     from dvc.repo import Repo
 
     root = Path(root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
     if "://" not in str(remote):
         remote = Path(remote).resolve()
         remote.mkdir(parents=True, exist_ok=True)
-    if not (root / ".dvc").is_dir():
-        Repo.init(str(root), no_scm=True)
-    with Repo(str(root)) as repo, repo.config.edit() as conf:
-        conf["core"]["remote"] = REMOTE_NAME
-        conf["core"]["analytics"] = False
-        conf["remote"][REMOTE_NAME] = {"url": str(remote)}
+    # Locked: two runs starting on a fresh workspace would both init (the second fails on
+    # the existing .dvc/), and a config being rewritten is unreadable to the other.
+    with repository_lock(root):
+        if not (root / ".dvc").is_dir():
+            Repo.init(str(root), no_scm=True)
+        with Repo(str(root)) as repo, repo.config.edit() as conf:
+            conf["core"]["remote"] = REMOTE_NAME
+            conf["core"]["analytics"] = False
+            conf["remote"][REMOTE_NAME] = {"url": str(remote)}
 
 
 def read_dvc_file(dvc_file: Path) -> tuple[str, int, int]:
@@ -86,6 +90,14 @@ def recorded_hash(dataset_dir: Path) -> str | None:
             record but before its push completed; ``palitune data version`` finishes it.
     """
     dataset_dir = Path(dataset_dir).resolve()
+    root = find_repo_root(dataset_dir)
+    # Locked: another run versioning a dataset at the same moment has its journal out and
+    # DVC rewriting dvc.lock in place; read the records between two such operations.
+    with repository_lock(root) if root is not None else nullcontext():
+        return _recorded_hash(root, dataset_dir)
+
+
+def _recorded_hash(root: Path | None, dataset_dir: Path) -> str | None:
     dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
     journal = _journal(dvc_file)
     if dvc_file.is_file() or journal.exists():
@@ -93,7 +105,6 @@ def recorded_hash(dataset_dir: Path) -> str | None:
         if journal.exists() and current != journal.read_bytes():
             raise _unpushed(dvc_file, dataset_dir)
         return read_dvc_file(dvc_file)[0] if current else None
-    root = find_repo_root(dataset_dir)
     if root is None or pipeline_stage_of(root, dataset_dir) is None:
         return None
     relative = str(dataset_dir.relative_to(root))
@@ -195,11 +206,18 @@ def version_dataset(root: Path, dataset_dir: Path, *, push: bool = True) -> Data
         dvc.exceptions.DvcException: adding failed; the record is as it was
             (``data.pipeline.PipelineError`` for a pipeline output).
     """
-    from dvc.repo import Repo
-
     root, dataset_dir = Path(root).resolve(), Path(dataset_dir).resolve()
     validate_dataset(dataset_dir).raise_if_invalid()
     _refresh_manifest(dataset_dir)
+    # Locked from add to push: dvc.lock is shared by every task's stage, so its journal
+    # (_recorded_once_pushed) must not interleave with another run's.
+    with repository_lock(root):
+        return _add_and_push(root, dataset_dir, push)
+
+
+def _add_and_push(root: Path, dataset_dir: Path, push: bool) -> DatasetVersion:
+    from dvc.repo import Repo
+
     stage = pipeline_stage_of(root, dataset_dir)
     if stage is None:
         dvc_file = dataset_dir.with_name(dataset_dir.name + ".dvc")
@@ -238,7 +256,7 @@ def restore_dataset(root: Path, digest: str, dest: Path) -> DatasetVersion:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dvc_file = dest.with_name(dest.name + ".dvc")
     dvc_file.write_text(yaml.safe_dump({"outs": [{"md5": f"{digest}.dir", "path": dest.name, "hash": "md5"}]}))
-    with Repo(str(root)) as repo:
+    with repository_lock(root), Repo(str(root)) as repo:
         repo.pull(targets=[str(dvc_file)])
     verify_dataset(dest, root)
     files = list(_files(dest))

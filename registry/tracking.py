@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from evaluation.report import EvaluationReport
@@ -18,9 +20,18 @@ os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """A client bound to ``tracking_uri`` (and registry URI), independent of globals."""
-    if tracking_uri.startswith("sqlite:///"):
-        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    # MLflow creates and migrates a SQLite store's schema when a client first opens it,
+    # without a lock: two runs starting on a fresh store at once fail ("table latest_metrics
+    # already exists", "duplicate column name: step"). So clients open it one at a time;
+    # once created, SQLite's busy timeout (MLflow sets 20 s) serialises the writers.
+    with FileLock(db.with_name(db.name + ".lock")):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        client.search_registered_models(max_results=1)  # the registry store opens lazily
+    return client
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
@@ -32,7 +43,13 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> s
     if experiment is not None:
         return str(experiment.experiment_id)
     location = (Path(artifact_root) / name).resolve().as_uri()
-    return str(client.create_experiment(name, artifact_location=location))
+    try:
+        return str(client.create_experiment(name, artifact_location=location))
+    except MlflowException as err:  # another run created it since the lookup
+        experiment = client.get_experiment_by_name(name)
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or experiment is None:
+            raise
+        return str(experiment.experiment_id)
 
 
 def open_run(client: MlflowClient, experiment: str, artifact_root: Path, *, run_name: str, tags: dict[str, str]) -> str:

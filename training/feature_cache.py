@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 from transformers import PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
@@ -160,11 +161,22 @@ def load_or_compute_features(
     """
     folder = Path(cache_root) / key_digest(key)
     images = sorted({e.image for e in examples})
-    if (folder / KEY_FILE).is_file():
-        cached = ImageFeatures(folder)
-        if not set(images) - cached.rows.keys():
-            return cached
-    features = _compute(model, processor, dataset_dir, images, batch_size, autocast)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Two runs on the same data and base (two Dagster runs, two CLI trainings) want the same
+    # entry at once: both would compute it and publish it by renaming folders over each
+    # other, one failing or moving the entry away while the other opens it. One lock per
+    # entry: the first computes, the others wait and read what it wrote.
+    with FileLock(folder.with_name(folder.name + ".lock")):
+        if (folder / KEY_FILE).is_file():
+            cached = ImageFeatures(folder)
+            if not set(images) - cached.rows.keys():
+                return cached
+        features = _compute(model, processor, dataset_dir, images, batch_size, autocast)
+        return _store(folder, key, features, images)
+
+
+def _store(folder: Path, key: dict[str, Any], features: torch.Tensor, images: list[str]) -> ImageFeatures:
+    """Write the entry beside ``folder`` and move it in complete; returns it, memory-mapped."""
     with staged_dir(folder) as tmp:  # readers see a complete entry or none
         stored = features.view(torch.int16) if features.dtype == torch.bfloat16 else features
         np.save(tmp / FEATURES_FILE, stored.numpy())

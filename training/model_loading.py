@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock
 from transformers import AutoProcessor, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
 from training.config import AttnImplementation, ConfigError
@@ -35,8 +36,12 @@ def resolve_base(ref: str, models_dir: Path) -> str:
         preset = preset_for(ref)
         return preset.ref if preset is not None else ref
     path = Path(models_dir) / TINY_DIR_NAME
-    if not tiny_base_is_current(path):
-        build_tiny_base(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two runs starting at once (two task partitions) would each build it and rename their
+    # build over the other's; the first builds, the second finds it current.
+    with FileLock(path.with_name(path.name + ".lock")):
+        if not tiny_base_is_current(path):
+            build_tiny_base(path)
     return str(path)
 
 

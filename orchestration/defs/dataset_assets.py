@@ -115,7 +115,8 @@ def raw_dataset(
     yield Output(
         str(path),
         metadata={
-            "path": MetadataValue.path(str(path)),
+            # not "path": the IO manager sets that key to where it stored the output
+            "dataset": MetadataValue.path(str(path)),
             "source": source,
             "counts": MetadataValue.json(manifest["counts"]),
             "preview": _preview(path),
