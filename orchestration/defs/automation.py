@@ -31,8 +31,7 @@ TASK_TAG, HASH_TAG, TRIGGER_TAG = "palitune/task", "palitune/dataset_hash", "pal
 
 retrain = define_asset_job(
     "retrain",
-    selection=AssetSelection.all(),
-    partitions_def=task_partitions,
+    selection=AssetSelection.all(),  # partitioned by task, as every asset it selects
     description="One task's whole lifecycle: data, version, training, evaluation, registration, promotion.",
 )
 

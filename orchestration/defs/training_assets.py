@@ -66,7 +66,7 @@ def finetuned_adapter(
     task, layout = context.partition_key, workspace.layout
     config_path = _config_path(config, task)
     # Dagster run and task name the output folder: a retry of this run resumes it.
-    output_dir = f"runs/{task}-{context.run_id}"
+    output_dir = f"runs/{task}-{context.run.run_id}"
     args = [*config.overrides, f"dataset={dataset_version.path}", f"output_dir={output_dir}"]
     with final_on_bad_input():
         run_config = load_config(config_path, args)
@@ -78,11 +78,11 @@ def finetuned_adapter(
         base_model=run_config.base_model,
         config_hash=run_config.fingerprint(),
         task=task,
-        dagster_run_id=context.run_id,
+        dagster_run_id=context.run.run_id,
         repo=PROJECT_ROOT,
     )
     run_id = open_run(
-        client, mlflow.experiment, layout.mlflow_artifacts, run_name=f"{task}-{context.run_id[:8]}", tags=tags
+        client, mlflow.experiment, layout.mlflow_artifacts, run_name=f"{task}-{context.run.run_id[:8]}", tags=tags
     )
     env = {HOME_ENV: str(layout.root), "MLFLOW_TRACKING_URI": mlflow.uri(layout), "MLFLOW_RUN_ID": run_id}
     invocation = launcher.launch(
