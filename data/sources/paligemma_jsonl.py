@@ -136,7 +136,9 @@ def _read_file(path: Path, root: Path, split: str, store: ImageStore, task: str 
 def _targets(task: str, suffix: str, width: int, height: int, *, file: Path, line: int) -> dict[str, Any]:
     """The example's targets, read back from its suffix."""
     if task in _ANSWER_TASKS:
-        return {"answers": [suffix]}
+        # whitespace normalised as the hf source does: generated text is stripped, so an
+        # export's trailing space would otherwise make every exact-match answer wrong
+        return {"answers": [" ".join(suffix.split())]}
     if task == "detect":
         objects = [part for part in suffix.split(";") if part.strip()]
         boxes = decode_boxes(suffix, width, height)

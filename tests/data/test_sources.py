@@ -124,6 +124,15 @@ def test_paligemma_jsonl_task_given_by_caller(jsonl_src: Path, tmp_path: Path) -
     assert splits["val"] == []  # a single image cannot be carved
 
 
+def test_paligemma_jsonl_answer_whitespace_is_normalised(jsonl_src: Path, tmp_path: Path) -> None:
+    """Generated text is stripped, so an export's stray spaces must not make its answer unmatchable."""
+    (jsonl_src / "_annotations.valid.jsonl").unlink()
+    record = {"image": "a.png", "prefix": "answer en what colour?", "suffix": " dark  red "}
+    _jsonl(jsonl_src / "_annotations.train.jsonl", [record])
+    (example,) = _read(ingest("paligemma-jsonl", jsonl_src, tmp_path / "out"))["train"]
+    assert example.answers == ["dark red"]
+
+
 @pytest.mark.parametrize(
     ("record", "field", "message"),
     [
