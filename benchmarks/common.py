@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from training.tiny_base import TinyBaseSpec
+from models.tiny_base import TinyBaseSpec
 
 # A PaliGemma of CPU size for the throughput benchmarks: 224 px (196 image tokens), hidden 384,
 # 4 layers in each tower; large enough for matmuls to dominate, small enough for a 2-core CPU.

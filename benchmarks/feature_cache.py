@@ -24,11 +24,11 @@ from benchmarks.common import CPU_SIZED, CPU_SIZED_NAME, Section, interleaved
 from benchmarks.epochs import EpochRunner, loader, max_difference
 from data.schema import read_split
 from data.synthetic import SplitSizes, write_shapes_vqa
+from models.loading import load_base
+from models.tiny_base import TinyBaseSpec, build_tiny_base
 from training.config import RunConfig
 from training.feature_cache import cache_key, load_or_compute_features, serve_cached_features
-from training.model_loading import load_base
 from training.sampling import EpochSampler
-from training.tiny_base import TinyBaseSpec, build_tiny_base
 
 # name -> (architecture, train examples, batch size)
 SHAPES: dict[str, tuple[TinyBaseSpec, int, int]] = {

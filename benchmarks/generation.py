@@ -20,8 +20,8 @@ from benchmarks.common import Section, interleaved
 from data.schema import read_split
 from data.synthetic import SplitSizes, write_shapes_vqa
 from evaluation.generate import generate_answers
-from training.model_loading import load_base
-from training.tiny_base import build_tiny_base
+from models.loading import load_base
+from models.tiny_base import build_tiny_base
 
 
 def measure(examples: int = 128, batch: int = 64, tokens: int = 16, repeats: int = 3) -> Section:

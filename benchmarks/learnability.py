@@ -22,8 +22,8 @@ from data.synthetic import GENERATORS, SplitSizes, write_synthetic
 from data.tasks import ImageSize, OutputParseError, get_task
 from data.workspace import Workspace
 from evaluation.generate import generate_answers
+from models.loading import load_for_inference, resolve_base
 from training.config import load_config
-from training.model_loading import load_for_inference, resolve_base
 from training.train import train
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"

@@ -35,12 +35,13 @@ from benchmarks.epochs import EpochRunner, loader
 from data.pipeline import default_params
 from data.schema import read_split
 from data.synthetic import SplitSizes, write_synthetic
-from evaluation.generate import generate_answers, max_new_tokens_for
+from data.tasks import get_task
+from evaluation.generate import generate_answers
+from models.loading import load_base
+from models.tiny_base import build_tiny_base
 from training.config import load_config
 from training.feature_cache import cache_key, load_or_compute_features, serve_cached_features
-from training.model_loading import load_base
 from training.sampling import LengthGroupedSampler, text_lengths
-from training.tiny_base import build_tiny_base
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "tiny" / "64px_vqa_lora.yaml"
@@ -120,7 +121,7 @@ def model_work(tmp: Path) -> dict[str, float]:
     test = read_split(data, "test")
     start = time.perf_counter()
     for model in (runner.model, base):  # the fine-tuned and the untrained model, as the evaluation asset
-        generate_answers(model, processor, data, test, max_new_tokens=max_new_tokens_for("vqa"))
+        generate_answers(model, processor, data, test, max_new_tokens=get_task("vqa").max_new_tokens)
     times[f"generate on {len(test)} test examples, twice"] = time.perf_counter() - start
     return times
 

@@ -31,11 +31,11 @@ from benchmarks.common import Section, interleaved
 from benchmarks.epochs import EpochRunner, loader
 from data.schema import Example, read_split
 from data.synthetic import SplitSizes, write_synthetic
+from models.loading import load_base
+from models.tiny_base import build_tiny_base
 from training.config import RunConfig
 from training.feature_cache import cache_key, load_or_compute_features, serve_cached_features
-from training.model_loading import load_base
 from training.sampling import EpochSampler, LengthGroupedSampler, text_lengths
-from training.tiny_base import build_tiny_base
 
 
 def _mixed(root: Path, tasks: Sequence[str], per_task: int) -> list[Example]:

@@ -31,10 +31,10 @@ from transformers import AutoProcessor, PaliGemmaForConditionalGeneration
 from benchmarks.common import CPU_SIZED, CPU_SIZED_NAME, Section, interleaved, matmul_peak, training_flops
 from data.schema import read_split
 from data.synthetic import SplitSizes, write_shapes_vqa
+from models.tiny_base import TinyBaseSpec, build_tiny_base
 from training.collate import TrainCollator
 from training.config import RunConfig
 from training.peft_setup import prepare_model
-from training.tiny_base import TinyBaseSpec, build_tiny_base
 
 # name -> (architecture, batch size)
 SHAPES: dict[str, tuple[TinyBaseSpec, int]] = {

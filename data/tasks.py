@@ -73,11 +73,15 @@ class Task:
         metric: name of the metric in ``evaluation.metrics``.
         render: target -> suffix text (image size needed by ``detect``).
         parse: generated text -> target-shaped value; raises ``OutputParseError``.
+        max_new_tokens: the generation budget, the same in validation, test and serving:
+            enough for a complete answer (a detection is 5 tokens per box, an extraction a
+            JSON object; short answers stop at ``<eos>`` long before).
     """
 
     name: str
     prefix_template: str
     metric: str
+    max_new_tokens: int
     render: Callable[[Any, ImageSize | None], str] = _text
     parse: Callable[..., Any] = _parse_text
 
@@ -105,13 +109,13 @@ def extract_prefix(fields: Sequence[str]) -> str:
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
-        Task("caption", "caption en", metric="cider"),
-        Task("vqa", "answer en {question}", metric="vqa_accuracy"),
-        Task("docvqa", "answer en {question}", metric="anls"),
-        Task("chartqa", "answer en {question}", metric="relaxed_accuracy"),
-        Task("ocr", "ocr", metric="ocr_exact_match"),
-        Task("detect", "detect {labels}", metric="coco_map", render=_render_boxes, parse=_parse_boxes),
-        Task("extract", "extract {fields}", metric="field_f1", render=_render_json, parse=_parse_json),
+        Task("caption", "caption en", metric="cider", max_new_tokens=32),
+        Task("vqa", "answer en {question}", metric="vqa_accuracy", max_new_tokens=16),
+        Task("docvqa", "answer en {question}", metric="anls", max_new_tokens=32),
+        Task("chartqa", "answer en {question}", metric="relaxed_accuracy", max_new_tokens=16),
+        Task("ocr", "ocr", metric="ocr_exact_match", max_new_tokens=32),
+        Task("detect", "detect {labels}", "coco_map", 128, render=_render_boxes, parse=_parse_boxes),
+        Task("extract", "extract {fields}", "field_f1", 96, render=_render_json, parse=_parse_json),
     ]
 }
 

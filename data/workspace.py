@@ -55,6 +55,12 @@ class Workspace:
         return f"sqlite:///{self.mlflow_db}"
 
     @property
+    def tracking_uri(self) -> str:
+        """The MLflow store every command uses: ``MLFLOW_TRACKING_URI`` when set, else the
+        workspace's SQLite database."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow_tracking_uri
+
+    @property
     def dagster_home(self) -> Path:
         return self.root / "dagster"
 

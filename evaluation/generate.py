@@ -5,34 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
-import torch
 from transformers import PaliGemmaProcessor
 
 from data.schema import Example
-from training.collate import generation_batch
+from data.tasks import get_task
+from models.generation import Generator, greedy_generate
+from models.images import open_image
 
 
-class Generator(Protocol):
-    """A PaliGemma, plain or wrapped by peft: anything with ``generate``."""
-
-    def eval(self) -> Any: ...
-
-    def generate(self, **inputs: Any) -> torch.Tensor: ...
-
-
-# Enough new tokens for a complete answer of each task: a detection of several objects is
-# 5 tokens per box, an extraction a JSON object; short answers stop at <eos> long before.
-MAX_NEW_TOKENS = {"caption": 32, "vqa": 16, "docvqa": 32, "chartqa": 16, "ocr": 32, "detect": 128, "extract": 96}
-
-
-def max_new_tokens_for(task: str) -> int:
-    """The generation budget of ``task`` (32 for a task without its own)."""
-    return MAX_NEW_TOKENS.get(task, 32)
-
-
-@torch.inference_mode()
 def generate_answers(
     model: Generator,
     processor: PaliGemmaProcessor,
@@ -40,30 +21,31 @@ def generate_answers(
     examples: Sequence[Example],
     *,
     batch_size: int = 64,
-    max_new_tokens: int = 16,
+    max_new_tokens: int | None = None,
     progress: bool = False,
 ) -> list[str]:
     """Greedy-decode the suffix for each example, in input order.
 
-    Prompts are left-padded, so the new tokens of every row start at the same column; only
-    those are decoded, with special tokens dropped. Each row stops at ``<eos>`` (the batch
-    runs until every row has, or ``max_new_tokens``), with the KV cache on.
+    Prompts are left-padded, so the new tokens of every row start at the same column
+    (``models.generation.greedy_generate``).
 
     Args:
         batch_size: prompts per ``generate`` call; 1 decodes one example at a time.
+        max_new_tokens: the generation budget; default the task's (``data.tasks``), the
+            largest one when the examples mix tasks.
         progress: draw a progress bar on a terminal.
     """
     from tqdm.auto import tqdm
 
+    if max_new_tokens is None:
+        max_new_tokens = max((get_task(e.task).max_new_tokens for e in examples), default=1)
     model.eval()
     outputs: list[str] = []
     bar = tqdm(total=len(examples), desc="generate", unit="ex", disable=not (progress and sys.stderr.isatty()))
     for start in range(0, len(examples), batch_size):
         chunk = list(examples[start : start + batch_size])
-        batch = generation_batch(processor, root, chunk)
-        generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True)
-        new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        outputs += [text.strip() for text in processor.batch_decode(new_tokens, skip_special_tokens=True)]
+        images = [open_image(root, e.image) for e in chunk]
+        outputs += greedy_generate(model, processor, images, [e.prefix for e in chunk], max_new_tokens=max_new_tokens)
         bar.update(len(chunk))
     bar.close()
     return outputs

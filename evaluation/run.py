@@ -7,10 +7,10 @@ from pathlib import Path
 from data.schema import read_split
 from data.tasks import get_task
 from data.versioning import recorded_hash
-from evaluation.generate import generate_answers, max_new_tokens_for
+from evaluation.generate import generate_answers
 from evaluation.report import EvaluationReport, ScoredPrediction
 from evaluation.score import example_record, score_records
-from training.model_loading import load_for_inference
+from models.loading import load_for_inference
 
 
 def evaluate(
@@ -46,7 +46,7 @@ def evaluate(
         dataset_dir,
         examples,
         batch_size=batch_size,
-        max_new_tokens=max_new_tokens or max_new_tokens_for(task.name),
+        max_new_tokens=max_new_tokens or task.max_new_tokens,
         progress=progress,
     )
     records = [example_record(dataset_dir, example, output) for example, output in zip(examples, outputs, strict=True)]

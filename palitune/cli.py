@@ -11,8 +11,8 @@ from data.workspace import Workspace
 
 
 def _base_build(args: argparse.Namespace, ws: Workspace) -> int:
-    from training.model_loading import TINY_DIR_NAME
-    from training.tiny_base import TinyBaseSpec, build_tiny_base
+    from models.loading import TINY_DIR_NAME
+    from models.tiny_base import TinyBaseSpec, build_tiny_base
 
     out = Path(args.out) if args.out else ws.models / TINY_DIR_NAME
     print(build_tiny_base(out, TinyBaseSpec(seed=args.seed)))
@@ -114,7 +114,7 @@ def _train(args: argparse.Namespace, ws: Workspace) -> int:
 
 def _evaluate(args: argparse.Namespace, ws: Workspace) -> int:
     from evaluation.run import evaluate
-    from training.model_loading import resolve_base
+    from models.loading import resolve_base
 
     base = resolve_base(args.model, ws.models)
     report = evaluate(
@@ -163,13 +163,12 @@ def _registry_show(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _registry_rollback(args: argparse.Namespace, ws: Workspace) -> int:
-    import os
 
     from registry.models import registered_model
     from registry.promotion import rollback
     from registry.tracking import client_for
 
-    client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    client = client_for(ws.tracking_uri)
     registered_model(client, args.name)  # an unknown name is said as such, not as a missing alias
     try:
         new, old = rollback(client, args.name)
@@ -181,7 +180,6 @@ def _registry_rollback(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _registry_promote(args: argparse.Namespace, ws: Workspace) -> int:
-    import os
 
     from palitune.promote import promote
     from registry.promotion import PromotionPolicy
@@ -201,7 +199,7 @@ def _registry_promote(args: argparse.Namespace, ws: Workspace) -> int:
         min_slice_examples=args.min_slice_examples,
         floors=floors,
     )
-    client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    client = client_for(ws.tracking_uri)
     try:
         decision, holder, dataset_dir = promote(ws, client, args.name, version=args.version, policy=policy)
     except ValueError as err:
@@ -219,23 +217,21 @@ def _predict(args: argparse.Namespace, ws: Workspace) -> int:
         return 2
     prompts = args.prompt * len(args.image) if len(args.prompt) == 1 else args.prompt
     if args.model.startswith(("models:/", "runs:/")):
-        import os
-
         import mlflow
         import pandas as pd
 
         from registry.models import resolve_version
         from registry.tracking import client_for
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri
+        uri = ws.tracking_uri
         if args.model.startswith("models:/"):
             resolve_version(client_for(uri), args.model)  # an unknown name or alias, said plainly
         mlflow.set_tracking_uri(uri)
         model = mlflow.pyfunc.load_model(args.model)
         outputs = list(model.predict(pd.DataFrame({"image": args.image, "prompt": prompts})))
     else:
+        from models.loading import resolve_base
         from registry.serving import AdapterPredictor
-        from training.model_loading import resolve_base
 
         predictor = AdapterPredictor(
             resolve_base(args.base, ws.models), Path(args.model), max_new_tokens=args.max_new_tokens
@@ -247,20 +243,19 @@ def _predict(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _registry_export(args: argparse.Namespace, ws: Workspace) -> int:
-    import os
     import tempfile
 
+    from models.loading import resolve_base
     from registry.models import download_adapter, resolve_version
     from registry.serving import export_merged
     from registry.tracking import client_for
-    from training.model_loading import resolve_base
 
     if not args.merged:
         print(
             "palitune: error: only --merged exports are supported (the adapter alone is the version)", file=sys.stderr
         )
         return 2
-    client = client_for(os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri)
+    client = client_for(ws.tracking_uri)
     version = resolve_version(client, args.ref)  # NAME@ALIAS or NAME@VERSION; unknown ones raise
     with tempfile.TemporaryDirectory(prefix="palitune-export-") as scratch:
         adapter = download_adapter(client, version, Path(scratch))
@@ -427,13 +422,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from data.pipeline import PipelineError
     from data.schema import DataError
+    from models.loading import ModelError
     from registry.errors import RegistryError
     from training.config import ConfigError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args, Workspace.from_env()))
-    except (DataError, PipelineError, ConfigError, RegistryError) as err:  # bad input: the message says where and why
+    except (
+        DataError,
+        PipelineError,
+        ConfigError,
+        ModelError,
+        RegistryError,
+    ) as err:  # bad input: the message says where and why
         print(f"palitune: error: {err}", file=sys.stderr)
         return 1
 

@@ -18,9 +18,9 @@ from data.versioning import ensure_repo, restore_dataset, verify_dataset
 from data.workspace import Workspace
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
+from models.loading import resolve_base
 from registry.models import CHALLENGER, download_adapter, version_by_alias
 from registry.promotion import Decision, PromotionPolicy, run_promotion
-from training.model_loading import resolve_base
 
 DATASET_TAG, BASE_TAG = "palitune.dataset_hash", "palitune.base_model"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from data.workspace import Workspace
@@ -12,7 +11,7 @@ from registry.tracking import client_for, run_url
 
 def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
     """Print the registered versions of ``palitune-<task>``; non-zero if there is no champion."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri
+    uri = ws.tracking_uri
     client, name = client_for(uri), model_name(task)
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     aliases_of: dict[str, list[str]] = {}
@@ -57,7 +56,7 @@ def _untrained_score(metrics: dict[str, float]) -> str:
 
 def print_lineage(ws: Workspace, name: str) -> int:
     """Print every version of ``name`` with its aliases and lineage tags; non-zero if none."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri
+    uri = ws.tracking_uri
     client = client_for(uri)
     versions = sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
     if not versions:

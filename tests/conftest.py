@@ -21,7 +21,7 @@ import dvc  # noqa: E402, F401  (importing dvc binds its log handlers to the str
 import pytest  # noqa: E402
 
 from data.synthetic import SplitSizes, write_shapes_vqa  # noqa: E402
-from training.tiny_base import build_tiny_base  # noqa: E402
+from models.tiny_base import build_tiny_base  # noqa: E402
 
 SMALL = SplitSizes(train=64, val=8, test=16)
 

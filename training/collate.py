@@ -13,25 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from PIL import Image
 from transformers import PaliGemmaProcessor
 
 from data.schema import Example
+from models.generation import IMAGE_TOKEN
+from models.images import open_image
 
 if TYPE_CHECKING:
     from training.feature_cache import ImageFeatures
-
-IMAGE_TOKEN = "<image>"
-
-
-def open_image(root: Path, image: str) -> Image.Image:
-    """The image at ``image`` (relative to ``root``) as RGB."""
-    with Image.open(Path(root) / image) as opened:
-        return opened.convert("RGB")
-
-
-def load_image(root: Path, example: Example) -> Image.Image:
-    return open_image(root, example.image)
 
 
 def prompt(example: Example) -> str:
@@ -75,18 +64,8 @@ class TrainCollator:
             return {**text_batch(self.processor, examples), "pixel_values": features}
         return self.processor(
             text=[prompt(e) for e in examples],
-            images=[load_image(self.root, e) for e in examples],
+            images=[open_image(self.root, e.image) for e in examples],
             suffix=[e.suffix for e in examples],
             return_tensors="pt",
             padding="longest",
         )
-
-
-def generation_batch(processor: PaliGemmaProcessor, root: Path, examples: list[Example]) -> dict[str, Any]:
-    """A prompt-only batch for generation (left-padded, so new tokens line up)."""
-    return processor(
-        text=[prompt(e) for e in examples],
-        images=[load_image(root, e) for e in examples],
-        return_tensors="pt",
-        padding="longest",
-    )

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from data.tasks import TASKS
+from models.loading import AttnImplementation
 
 
 class Method(StrEnum):
@@ -38,15 +39,6 @@ class Precision(StrEnum):
     def accelerate_name(self) -> str:
         """Accelerate's ``mixed_precision``: autocast for bf16/fp16; none for fp32 and pure bf16."""
         return self.value if self in (Precision.BF16, Precision.FP16) else "no"
-
-
-class AttnImplementation(StrEnum):
-    """The attention kernel of both towers, as transformers names it."""
-
-    AUTO = "auto"  # per tower: sdpa where the tower supports it, else eager (Gemma 2's softcapping)
-    EAGER = "eager"
-    SDPA = "sdpa"
-    FLEX_ATTENTION = "flex_attention"
 
 
 class Scheduler(StrEnum):
@@ -75,7 +67,7 @@ class RunConfig(BaseModel):
 
     base_model: str = Field(
         "tiny",
-        description="A preset ('tiny', built locally; 'paligemma2-3b-pt-448', ...: see training.presets), "
+        description="A preset ('tiny', built locally; 'paligemma2-3b-pt-448', ...: see models.presets), "
         "a hub id or a local folder.",
     )
     task: str = Field("vqa", description="Task name from data.tasks.")

@@ -39,7 +39,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from data.atomic import staged_dir
 from data.schema import Example
-from training.collate import open_image
+from models.images import open_image
 
 FEATURES_FILE, INDEX_FILE, KEY_FILE = "features.npy", "index.json", "key.json"
 

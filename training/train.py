@@ -42,6 +42,7 @@ from data.atomic import staged_dir
 from data.schema import DataError, Example, read_split
 from data.versioning import recorded_hash, verify_dataset
 from data.workspace import Workspace
+from models.loading import AttnImplementation, ModelError, load_base, resolve_base
 from training.checkpoints import (
     CheckpointState,
     abandon_checkpoint,
@@ -52,7 +53,6 @@ from training.checkpoints import (
 )
 from training.collate import TrainCollator
 from training.config import (
-    AttnImplementation,
     ConfigError,
     Method,
     Precision,
@@ -70,7 +70,6 @@ from training.feature_cache import (
     serve_cached_features,
 )
 from training.loss import supervised_token_count, token_loss_sum
-from training.model_loading import load_base, resolve_base
 from training.peft_setup import prepare_model
 from training.precision import enable_tf32, load_dtype
 from training.sampling import EpochSampler, LengthGroupedSampler, text_lengths
@@ -176,7 +175,7 @@ def train(
     output_dir = workspace.resolve(config.output_dir)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    _use_tracking_store(tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or workspace.mlflow_tracking_uri)
+    _use_tracking_store(tracking_uri or workspace.tracking_uri)
     accelerator = Accelerator(
         log_with="mlflow", mixed_precision=config.precision.accelerate_name, project_dir=str(output_dir)
     )
@@ -584,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     with pipes_reporter() as report:  # reports to Dagster when it launched us; else None
         try:
             result = train(config_from_args(args), on_log=report.on_log if report else None)
-        except (ConfigError, DataError, PreflightError) as err:
+        except (ConfigError, ModelError, DataError, PreflightError) as err:
             if report:
                 if isinstance(err, PreflightError):
                     report.preflight(passed=False, detail=str(err))

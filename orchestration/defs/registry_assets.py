@@ -4,8 +4,8 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, MetadataValue, Output
 
+from data.tasks import get_task
 from data.versioning import DatasetVersion
-from evaluation.generate import max_new_tokens_for
 from evaluation.report import EvaluationReport
 from orchestration.defs.evaluation_assets import Evaluation
 from orchestration.defs.partitions import task_asset
@@ -56,7 +56,7 @@ def model_version(
         mlflow.model_name(run.config.task),
         tags,
         prompt=examples[0].prefix if examples else "caption en",
-        max_new_tokens=max_new_tokens_for(run.config.task),
+        max_new_tokens=get_task(run.config.task).max_new_tokens,
     )
     return Output(
         version,

@@ -14,6 +14,7 @@ from dagster import Backoff, Failure, Jitter, RetryPolicy
 from data.pipeline import PipelineError
 from data.schema import DataError
 from data.versioning import PushError
+from models.loading import ModelError
 from training.config import ConfigError
 
 TRANSIENT = RetryPolicy(
@@ -23,7 +24,7 @@ TRANSIENT = RetryPolicy(
     jitter=Jitter.PLUS_MINUS,
 )
 
-BAD_INPUT = (DataError, ConfigError, PipelineError, KeyError)
+BAD_INPUT = (DataError, ConfigError, ModelError, PipelineError, KeyError)
 
 
 @contextlib.contextmanager

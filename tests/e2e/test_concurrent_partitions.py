@@ -21,9 +21,9 @@ from mlflow.tracking import MlflowClient
 
 from data.schema import read_split
 from data.versioning import recorded_hash
+from models.loading import load_base
 from registry.tracking import client_for, open_run
 from training.feature_cache import cache_key, load_or_compute_features
-from training.model_loading import load_base
 
 pytestmark = pytest.mark.slow
 

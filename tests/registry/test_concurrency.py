@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from models.tiny_base import build_tiny_base
 from registry.models import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
 from registry.tracking import client_for, ensure_experiment
-from training.tiny_base import build_tiny_base
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

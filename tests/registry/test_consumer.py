@@ -114,8 +114,8 @@ def test_champion_loads_in_a_fresh_process_answers_like_the_cli_and_exports_merg
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert (merged_dir / "model.safetensors").is_file() and not list(merged_dir.glob("adapter_*"))
     assert not list(merged_dir.glob("*.bin")) and not list(merged_dir.glob("*.pt"))
-    from registry.serving import decode_image
-    from training.model_loading import load_base
+    from models.images import decode_image
+    from models.loading import load_base
 
     model, processor = load_base(str(merged_dir))
     batch = processor(text=["<image>" + example.prefix], images=[decode_image(image)], return_tensors="pt")

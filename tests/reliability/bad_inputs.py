@@ -309,8 +309,10 @@ def source_unknown_layout(bench: Bench, folder: Path) -> Attempt:
 
 
 @bad_input(
-    "source", "COCO annotation whose `image_id` has no image",
-    "coco/annotations/instances_val2017.json: annotations[0].image_id", "no image has that id",
+    "source",
+    "COCO annotation whose `image_id` has no image",
+    "coco/annotations/instances_val2017.json: annotations[0].image_id",
+    "no image has that id",
 )
 def source_coco_unknown_image(bench: Bench, folder: Path) -> Attempt:
     (folder / "coco" / "val2017").mkdir(parents=True)
@@ -355,8 +357,10 @@ def source_hub_two_configs(bench: Bench, folder: Path) -> Attempt:
 
 
 @bad_input(
-    "source", "parquet file missing the answer column",
-    "ChartQA/data/val-00000-of-00001.parquet: label", "column not found (the answers)",
+    "source",
+    "parquet file missing the answer column",
+    "ChartQA/data/val-00000-of-00001.parquet: label",
+    "column not found (the answers)",
 )
 def source_parquet_missing_column(bench: Bench, folder: Path) -> Attempt:
     val = {k: v for k, v in _charts(1).items() if k != "label"}
@@ -365,8 +369,10 @@ def source_parquet_missing_column(bench: Bench, folder: Path) -> Attempt:
 
 
 @bad_input(
-    "source", "image column holding bytes that are no image",
-    "ChartQA/data/train-00000-of-00001.parquet:1: image", "image bytes do not decode",
+    "source",
+    "image column holding bytes that are no image",
+    "ChartQA/data/train-00000-of-00001.parquet:1: image",
+    "image bytes do not decode",
 )
 def source_parquet_bytes_not_image(bench: Bench, folder: Path) -> Attempt:
     buffer = io.BytesIO()

@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from models.loading import load_base
 from registry.models import CHAMPION
 from registry.tracking import client_for, open_run
-from training.model_loading import load_base
 
 NAME = "palitune-vqa"
 

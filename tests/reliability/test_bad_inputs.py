@@ -15,10 +15,10 @@ from PIL import Image
 
 from data.synthetic import SplitSizes, write_synthetic
 from data.versioning import ensure_repo, version_dataset
+from models.tiny_base import TinyBaseSpec, build_tiny_base
 from tests.reliability.bad_inputs import Attempt, Bench
 from tests.reliability.catalogue import STAGES, BadInput, bad_inputs
 from tests.reliability.support import adapter_of, file_hashes, registry_state, registry_with_a_champion
-from training.tiny_base import TinyBaseSpec, build_tiny_base
 
 CASES = bad_inputs()
 TEMPLATE_SIZES = SplitSizes(train=4, val=2, test=2)

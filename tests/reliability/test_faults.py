@@ -22,6 +22,7 @@ from data.schema import DataError
 from data.synthetic import SplitSizes, write_shapes_vqa
 from data.versioning import LAST_PUSHED_SUFFIX, ensure_repo, recorded_hash, restore_dataset, version_dataset
 from data.workspace import Workspace
+from models.loading import ModelFolderError, load_for_inference
 from palitune.cli import main
 from registry.errors import RegistryError
 from registry.models import register_adapter
@@ -36,7 +37,6 @@ from tests.reliability.support import (
 )
 from training.checkpoints import CheckpointError, list_checkpoints, read_state, staging_dir
 from training.config import load_config
-from training.model_loading import ModelFolderError, load_for_inference
 from training.train import train
 
 REPO = Path(__file__).resolve().parents[2]

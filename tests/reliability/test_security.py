@@ -67,7 +67,7 @@ def _keyword(call: ast.Call, name: str) -> object:
 def test_loading_is_safetensors_only_without_remote_code() -> None:
     """Every from_pretrained in the packages says trust_remote_code=False, and a model's also
     use_safetensors=True. peft's PeftModel takes no such flags: the adapter folder is checked
-    before (training.model_loading.check_model_folder refuses pickled weights)."""
+    before (models.loading.check_model_folder refuses pickled weights)."""
     calls = [
         (path, call)
         for d in PACKAGES
@@ -86,7 +86,7 @@ def test_loading_is_safetensors_only_without_remote_code() -> None:
 
 
 def test_a_pickled_adapter_is_refused(tmp_path: Path) -> None:
-    from training.model_loading import ModelFolderError, check_model_folder
+    from models.loading import ModelFolderError, check_model_folder
 
     (tmp_path / "adapter_config.json").write_text("{}")
     (tmp_path / "adapter_model.bin").write_bytes(b"\x80\x04")  # the pickle protocol header

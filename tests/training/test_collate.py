@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 
 from data.schema import read_split
+from models.loading import load_processor
 from training.collate import TrainCollator
-from training.model_loading import load_processor
 
 
 def test_labels_cover_exactly_the_suffix_and_eos(tiny_base: Path, small_vqa: Path) -> None:

@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
+from models.presets import PRESETS, preset_for
 from training.config import ConfigError, Method, RunConfig, config_fields, load_config
-from training.presets import PRESETS, preset_for
 from training.train import build_parser, check_runtime, config_from_args
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,16 +19,16 @@ from transformers.models.gemma2 import Gemma2Config
 
 from data.schema import read_split
 from data.synthetic import SplitSizes, write_synthetic
+from models.loading import AttnImplementation, ModelError, attention_implementations, load_base
 from training.collate import TrainCollator
-from training.config import AttnImplementation, ConfigError, Method, RunConfig
+from training.config import ConfigError, Method, RunConfig
 from training.loss import supervised_positions, supervised_token_count, token_loss_sum
-from training.model_loading import attention_implementations, load_base
 from training.peft_setup import prepare_model
 from training.train import _Loop, _Window, check_runtime
 
 
 def _batch(tiny_base: Path, data: Path, n: int = 6) -> dict[str, Any]:
-    from training.model_loading import load_processor
+    from models.loading import load_processor
 
     processor = load_processor(str(tiny_base))
     return dict(TrainCollator(processor, data)(read_split(data, "train")[:n]))
@@ -207,7 +207,7 @@ def test_attention_kernels_are_checked_per_tower() -> None:
         "text_config": "eager",
     }
     assert set(attention_implementations(pg2, AttnImplementation.FLEX_ATTENTION, "pg2").values()) == {"flex_attention"}
-    with pytest.raises(ConfigError, match=r"sdpa: the text tower of pg2 \(Gemma2Model\).*auto or one of eager, flex"):
+    with pytest.raises(ModelError, match=r"sdpa: the text tower of pg2 \(Gemma2Model\).*auto or one of eager, flex"):
         attention_implementations(pg2, AttnImplementation.SDPA, "pg2")
     pg1 = PaliGemmaConfig(text_config=GemmaConfig(vocab_size=300).to_dict())
     assert set(attention_implementations(pg1, AttnImplementation.SDPA, "pg1").values()) == {"sdpa"}

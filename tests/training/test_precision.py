@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from data.workspace import Workspace
+from models.loading import load_base
 from training.config import Method, Precision, RunConfig, load_config
-from training.model_loading import load_base
 from training.peft_setup import prepare_model
 from training.precision import load_dtype
 

@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from data.schema import read_split
-from training.collate import TrainCollator, generation_batch
-from training.model_loading import load_processor
+from models.generation import prompt_batch
+from models.images import open_image
+from models.loading import load_processor
+from training.collate import TrainCollator
 from training.train import PreflightError, preflight
 
 TOKENS = 16  # the tiny base's image tokens
@@ -42,7 +44,9 @@ def test_answer_inside_the_prompt(tiny_base: Path, small_vqa: Path) -> None:
     """The answer put in text= with labels copied from input_ids: token_type_ids are 0 on it."""
     processor = load_processor(str(tiny_base))
     examples = read_split(small_vqa, "train")[:2]
-    batch = dict(generation_batch(processor, small_vqa, examples))
+    batch = dict(
+        prompt_batch(processor, [open_image(small_vqa, e.image) for e in examples], [e.prefix for e in examples])
+    )
     batch["labels"] = batch["input_ids"].clone()
     with pytest.raises(PreflightError, match="token_type_ids are 0 on suffix tokens"):
         preflight(batch, processor.image_token_id, TOKENS)

@@ -14,10 +14,10 @@ import torch
 from data.schema import read_split
 from data.synthetic import SplitSizes, write_synthetic
 from data.workspace import Workspace
+from models.loading import load_base, load_processor
 from training.collate import TrainCollator, text_batch
 from training.config import load_config
 from training.feature_cache import FEATURES_FILE, cache_blocker, cache_key, key_digest
-from training.model_loading import load_base, load_processor
 from training.sampling import EpochSampler, LengthGroupedSampler, text_lengths
 from training.train import train
 
@@ -157,7 +157,7 @@ def test_the_cache_is_off_when_the_vision_tower_trains(tiny_base: Path) -> None:
 
 
 def test_the_cache_key_changes_with_dataset_base_and_image_size(tiny_base: Path, tmp_path: Path) -> None:
-    from training.tiny_base import TinyBaseSpec, build_tiny_base
+    from models.tiny_base import TinyBaseSpec, build_tiny_base
 
     def digest(base: Path, dataset: str = "hash-a", precision: str = "fp32") -> str:
         model, processor = load_base(str(base))

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from transformers import AutoProcessor, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from training.tiny_base import TinyBaseSpec, build_tiny_base
+from models.tiny_base import TinyBaseSpec, build_tiny_base
 
 
 def test_reloads_through_the_same_path_as_a_hub_checkpoint(tiny_base: Path) -> None:

@@ -2,7 +2,7 @@
 run needs before loading it (image size and the number of image tokens in the prompt).
 
 ``base_model`` in a run config takes a preset name, a hub id or a local folder; a preset
-resolves to its hub id, except ``tiny``, which is built locally (``training.tiny_base``).
+resolves to its hub id, except ``tiny``, which is built locally (``models.tiny_base``).
 Image tokens are (image size / 14)^2 for SigLIP So400m/14: 256 at 224 px, 1024 at 448 px,
 4096 at 896 px.
 """

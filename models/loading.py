@@ -9,6 +9,7 @@ must be complete, unpickled and made for the base it is applied to.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,29 @@ import torch
 from filelock import FileLock
 from transformers import AutoProcessor, PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
 
-from training.config import AttnImplementation, ConfigError
-from training.presets import preset_for
-from training.tiny_base import build_tiny_base, tiny_base_is_current
+from models.presets import preset_for
+from models.tiny_base import build_tiny_base, tiny_base_is_current
 
 TINY_PRESET = "tiny"
 TINY_DIR_NAME = "tiny-paligemma"
 PICKLED_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt"})  # unpickling can run code
 
 
-class ModelFolderError(ConfigError):
-    """A base, model or adapter palitune will not load; the message names the file and field."""
+class AttnImplementation(StrEnum):
+    """The attention kernel of both towers, as transformers names it."""
+
+    AUTO = "auto"  # per tower: sdpa where the tower supports it, else eager (Gemma 2's softcapping)
+    EAGER = "eager"
+    SDPA = "sdpa"
+    FLEX_ATTENTION = "flex_attention"
+
+
+class ModelError(ValueError):
+    """A base, model or adapter palitune will not load or run as asked; the message says why."""
+
+
+class ModelFolderError(ModelError):
+    """A base, model or adapter folder palitune will not load; the message names the file and field."""
 
 
 def resolve_base(ref: str, models_dir: Path) -> str:
@@ -73,7 +86,7 @@ def load_base(
             weight is read.
 
     Raises:
-        ConfigError: a tower of this base does not support ``attn_implementation``.
+        ModelError: a tower of this base does not support ``attn_implementation``.
     """
     config = PaliGemmaConfig.from_pretrained(ref, trust_remote_code=False)
     kwargs: dict[str, Any] = {"attn_implementation": attention_implementations(config, attn_implementation, ref)}
@@ -108,7 +121,7 @@ def attention_implementations(config: PaliGemmaConfig, choice: AttnImplementatio
     its kernels on first use and cannot train on a CPU.
 
     Raises:
-        ConfigError: naming the tower, its model class and the choices it allows.
+        ModelError: naming the tower, its model class and the choices it allows.
     """
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
@@ -129,7 +142,7 @@ def attention_implementations(config: PaliGemmaConfig, choice: AttnImplementatio
         elif choice.value in allowed:
             chosen[key] = choice.value
         else:
-            raise ConfigError(
+            raise ModelError(
                 f"attn_implementation: {choice.value}: the {tower} tower of {ref} ({model_class.__name__}) does not "
                 f"support it; use auto or one of {', '.join(allowed)}"
             )
