@@ -76,12 +76,16 @@ class Task:
         max_new_tokens: the generation budget, the same in validation, test and serving:
             enough for a complete answer (a detection is 5 tokens per box, an extraction a
             JSON object; short answers stop at ``<eos>`` long before).
+        target: the example field the suffix renders from: ``suffix`` where the suffix is
+            the target itself (text), else the structured field (``boxes``, ``fields``),
+            which such an example must have and its suffix must be the rendering of.
     """
 
     name: str
     prefix_template: str
     metric: str
     max_new_tokens: int
+    target: str = "suffix"
     render: Callable[[Any, ImageSize | None], str] = _text
     parse: Callable[..., Any] = _parse_text
 
@@ -114,8 +118,8 @@ TASKS: dict[str, Task] = {
         Task("docvqa", "answer en {question}", metric="anls", max_new_tokens=32),
         Task("chartqa", "answer en {question}", metric="relaxed_accuracy", max_new_tokens=16),
         Task("ocr", "ocr", metric="ocr_exact_match", max_new_tokens=32),
-        Task("detect", "detect {labels}", "coco_map", 128, render=_render_boxes, parse=_parse_boxes),
-        Task("extract", "extract {fields}", "field_f1", 96, render=_render_json, parse=_parse_json),
+        Task("detect", "detect {labels}", "coco_map", 128, "boxes", render=_render_boxes, parse=_parse_boxes),
+        Task("extract", "extract {fields}", "field_f1", 96, "fields", render=_render_json, parse=_parse_json),
     ]
 }
 
