@@ -34,8 +34,7 @@ $(DAGSTER_HOME)/dagster.yaml: configs/dagster/dagster.yaml
 
 # The whole graph for the vqa partition (one task; `--partition chartqa` etc. for the others).
 demo: setup $(DAGSTER_HOME)/dagster.yaml  ## run the whole graph once for the vqa task, then print where to look
-	$(BIN)/dagster asset materialize --select '*' --partition vqa -m orchestration.definitions \
-		--config configs/dagster/run_config.yaml
+	$(BIN)/dg launch --assets '*' --partition vqa --config configs/dagster/run_config.yaml
 	$(BIN)/palitune summary
 
 # Lint and types first (seconds), then the suite. The UI test drives Debian's chromium.
@@ -48,7 +47,7 @@ browser:  ## install Debian's chromium for the UI test when it is missing
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
 		{ echo "the UI test needs chromium: sudo apt-get install chromium"; exit 1; }
 
-# dagster dev on 127.0.0.1:3000; Ctrl-C or SIGTERM stops its whole process tree.
+# dg dev on 127.0.0.1:3000; Ctrl-C or SIGTERM stops its whole process tree.
 ui: setup $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI and daemon on http://127.0.0.1:3000
 	exec $(BIN)/python -m orchestration.ui --host 127.0.0.1 --port 3000
 

@@ -1,4 +1,4 @@
-"""The Dagster entry point: ``dagster dev`` and ``dagster asset materialize`` load ``defs``."""
+"""The Dagster entry point: ``dg dev``, ``dg launch`` and the daemon load ``defs`` ([tool.dg] in pyproject.toml)."""
 
 from dagster import Definitions
 

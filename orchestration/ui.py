@@ -1,7 +1,7 @@
-"""``make ui``: ``dagster dev`` on 127.0.0.1 with the workspace's ``DAGSTER_HOME``, stopped
+"""``make ui``: ``dg dev`` (the Dagster UI and daemon) on 127.0.0.1 with the workspace's ``DAGSTER_HOME``, stopped
 cleanly by Ctrl-C or SIGTERM.
 
-``dagster dev`` is a tree of processes (webserver, daemon, code server). Started from a
+``dg dev`` is a tree of processes (webserver, daemon, code server). Started from a
 shell that ignores SIGINT (a script's ``&``), it inherits the ignored signal and survives
 Ctrl-C. This launcher gives it default signal handling and its own process group, forwards
 SIGINT/SIGTERM to that whole group, and kills the group if it has not gone in time.
@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PALITUNE_UI_PORT", "3000")))
     args = parser.parse_args(argv)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home())}
-    dagster = Path(sys.executable).with_name("dagster")
-    # No -m: dagster dev reads pyproject.toml ([tool.dagster]), so the code location is "palitune".
-    command = [str(dagster), "dev", "--host", args.host, "--port", str(args.port)]
+    dg = Path(sys.executable).with_name("dg")
+    # No target: dg reads the project from pyproject.toml ([tool.dg]); the code location is "palitune".
+    command = [str(dg), "dev", "--host", args.host, "--port", str(args.port)]
     child = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, start_new_session=True, preexec_fn=_default_signals)
     stopping = False
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         if stopping:
             return
         stopping = True
-        print(f"\nstopping dagster dev ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
+        print(f"\nstopping dg dev ({signal.Signals(signum).name})", file=sys.stderr, flush=True)
         os.killpg(child.pid, signal.SIGTERM)
         signal.signal(signal.SIGALRM, kill_group)  # not gone in time: no mercy
         signal.alarm(STOP_TIMEOUT_S)
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     code = child.wait()
     signal.alarm(0)
-    kill_group()  # the webserver, daemon and code servers share the group: none outlives dagster dev
+    kill_group()  # the webserver, daemon and code servers share the group: none outlives dg dev
     return 0 if stopping else code
 
 
