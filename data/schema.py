@@ -1,21 +1,24 @@
 """One example is one JSON line; a dataset version is a folder of such lines and images.
 
 The first three fields (``image``, ``prefix``, ``suffix``) are the PaliGemma JSONL
-convention, so datasets exported that way load as they are. See DESIGN.md "Data contract".
+convention, so datasets exported that way load as they are. An example's fields and the
+rules one line must follow are in ``data.example``; this module reads and writes split files
+and the manifest. See DESIGN.md "Data contract".
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from data.example import REQUIRED_FIELDS as REQUIRED_FIELDS  # re-exported: an example's fields and rules live there
+from data.example import Example, RecordError, confine_image, parse_record, record_problems
 
 SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
 MANIFEST_FILE = "manifest.json"
-REQUIRED_FIELDS = ("image", "prefix", "suffix", "task", "id")
 
 
 class DataError(ValueError):
@@ -27,71 +30,57 @@ class DataError(ValueError):
         super().__init__(f"{where}: {field + ': ' if field else ''}{message}")
 
 
-@dataclass
-class Example:
-    """One training or evaluation example."""
+def split_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The lines of a split file with their 1-based numbers, split on newlines only.
 
-    image: str
-    prefix: str
-    suffix: str
-    task: str
-    id: str
-    answers: list[str] = field(default_factory=list)
-    boxes: list[list[Any]] = field(default_factory=list)  # [[x0, y0, x1, y1, "label"], ...] in pixels
-    fields: dict[str, Any] = field(default_factory=dict)  # extraction targets
+    ``str.splitlines`` and ``bytes.splitlines`` also break at carriage returns (and the str
+    one at U+2028 and friends), which JSON may carry between tokens or inside a string; a
+    newline byte never occurs inside a UTF-8 character.
 
-    def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if v not in ([], {}, None)}
-        return json.dumps(record, ensure_ascii=False, sort_keys=False)
-
-
-def _parse_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(record, dict):
-        raise DataError(path, lineno, None, "expected a JSON object")
-    for name in REQUIRED_FIELDS:
-        if not isinstance(record.get(name), str) or not record[name]:
-            raise DataError(path, lineno, name, "missing or not a non-empty string")
-    answers = record.get("answers", [])
-    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-        raise DataError(path, lineno, "answers", "must be a list of strings")
-    if not isinstance(record.get("boxes", []), list):
-        raise DataError(path, lineno, "boxes", "must be a list of [x0, y0, x1, y1, label]")
-    if not isinstance(record.get("fields", {}), dict):
-        raise DataError(path, lineno, "fields", "must be a JSON object")
-    return record
+    Raises:
+        OSError: the file cannot be read.
+    """
+    yield from enumerate(path.read_bytes().split(b"\n"), start=1)
 
 
 def resolve_image(root: Path, image: str, *, file: Path, line: int) -> Path:
-    """The image's path inside ``root``; a path escaping the dataset root is refused."""
-    root = root.resolve()
-    path = (root / image).resolve()
-    if not path.is_relative_to(root):
-        raise DataError(file, line, "image", f"path {image!r} escapes the dataset root {root}")
-    return path
+    """The image's path inside ``root``; a path escaping the dataset root is refused.
+
+    Raises:
+        DataError: at ``file:line``, field ``image``, for an absolute path or one leading out
+            of the root (directly or through a symlink).
+    """
+    try:
+        return confine_image(root, image)
+    except ValueError as err:
+        raise DataError(file, line, "image", str(err)) from None
 
 
 def read_split(root: Path, split: str) -> list[Example]:
-    """Read ``root/<split>.jsonl``; the first bad line raises a located ``DataError``."""
+    """Read ``root/<split>.jsonl`` under the rules of ``data.example``.
+
+    The image files are not opened (``data.validate`` does that), so box bounds and the
+    suffix of a detection are checked there only.
+
+    Raises:
+        DataError: for a missing split file, or at the first bad line, located by file, line
+            and field.
+    """
     path = Path(root) / f"{split}.jsonl"
     if not path.is_file():
         raise DataError(path, None, None, f"split file not found (a dataset has {', '.join(SPLITS)})")
     examples = []
-    # split on newlines only: str.splitlines also breaks at U+2028 and friends, which JSON may
-    # carry inside a string; a newline byte never occurs inside a UTF-8 character
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+    for lineno, raw in split_lines(path):
         try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise DataError(path, lineno, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
-        if not line.strip():
+            record = parse_record(raw)
+        except RecordError as err:
+            raise DataError(path, lineno, None, str(err)) from None
+        if record is None:
             continue
-        record = _parse_line(path, lineno, line)
-        resolve_image(Path(root), record["image"], file=path, line=lineno)
-        examples.append(Example(**{k: record[k] for k in Example.__dataclass_fields__ if k in record}))
+        problems = record_problems(record, Path(root))
+        if problems:
+            raise DataError(path, lineno, *problems[0])
+        examples.append(Example(**record))
     return examples
 
 

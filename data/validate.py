@@ -2,15 +2,15 @@
 
 ``data.schema.read_split`` stops at the first bad line, which is right for loading; before a
 dataset is versioned, a person wants the whole list, each problem located by file, line and
-field. See DESIGN.md "Data contract". Nothing here writes to disk.
+field. Both apply the one set of record rules in ``data.example``; this module adds what
+needs more than a record: the image files, unique ids, no train/test leakage. See DESIGN.md
+"Data contract". Nothing here writes to disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
-import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +20,10 @@ from typing import Any
 
 from PIL import Image, ImageFile
 
-from data.schema import REQUIRED_FIELDS, SPLITS, DataError, Example
-from data.tasks import TASKS, ImageSize, get_task
+from data.example import RecordError, confine_image, parse_record, record_problems
+from data.schema import SPLITS, DataError, split_lines
+from data.tasks import TASKS, ImageSize
 
-ALLOWED_FIELDS = frozenset(Example.__dataclass_fields__)
 EVAL_SPLITS = tuple(split for split in SPLITS if split != "train")
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
 
@@ -145,21 +145,11 @@ def _inspect_image(path: Path, max_pixels: int, max_bytes: int) -> _ImageInfo:
     return _ImageInfo(ImageSize(width, height), digest, None)
 
 
-def _shorten(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
-
-
 class _Checker:
     """Walks the splits in order (train first, for the leakage check), collecting problems."""
 
     def __init__(self, root: Path, max_pixels: int, max_bytes: int):
-        self.root, self.resolved_root = root, root.resolve()
+        self.root = root
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
         self.report = ValidationReport(root)
         self.images: dict[Path, _ImageInfo] = {}
@@ -175,124 +165,46 @@ class _Checker:
             self.add(path, None, None, f"split file not found (a dataset has {', '.join(SPLITS)})")
             return
         try:
-            lines = path.read_bytes().splitlines()
+            lines = list(split_lines(path))
         except OSError as err:
             self.add(path, None, None, f"cannot be read ({err.strerror})")
             return
         counts = self.report.counts.setdefault(split, {})
-        for lineno, raw in enumerate(lines, start=1):
+        for lineno, raw in lines:
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                self.add(path, lineno, None, f"not UTF-8 ({err.reason} at byte {err.start}); save the file as UTF-8")
+                record = parse_record(raw)
+            except RecordError as err:
+                self.add(path, lineno, None, str(err))
                 continue
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                self.add(path, lineno, None, f"invalid JSON ({err.msg} at column {err.colno})")
-                continue
-            if not isinstance(record, dict):
-                self.add(path, lineno, None, f"expected a JSON object, got {type(record).__name__}")
+            if record is None:
                 continue
             if record.get("task") in TASKS:
                 counts[record["task"]] = counts.get(record["task"], 0) + 1
             self.check_record(split, path, lineno, record)
 
     def check_record(self, split: str, path: Path, lineno: int, record: dict[str, Any]) -> None:
-        """Fields, image, boxes and canonical suffix of one example, then cross-line checks."""
-        for name in sorted(set(record) - ALLOWED_FIELDS):
-            self.add(path, lineno, name, f"unknown field; allowed: {', '.join(sorted(ALLOWED_FIELDS))}")
-        for name in REQUIRED_FIELDS:
-            value = record.get(name)
-            if name not in record:
-                self.add(path, lineno, name, "missing (every example needs " + ", ".join(REQUIRED_FIELDS) + ")")
-            elif not isinstance(value, str):
-                self.add(path, lineno, name, f"must be a string, got {type(value).__name__}")
-            elif not value.strip():
-                self.add(path, lineno, name, "is empty or whitespace only")
-        task = record.get("task")
-        if isinstance(task, str) and task.strip() and task not in TASKS:
-            self.add(path, lineno, "task", f"unknown task {task!r}; known tasks: {', '.join(sorted(TASKS))}")
-        answers = record.get("answers", [])
-        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            self.add(path, lineno, "answers", "must be a list of strings")
-        fields = record.get("fields", {})
-        if not isinstance(fields, dict):
-            self.add(path, lineno, "fields", "must be a JSON object")
-        elif task == "extract" and not fields:
-            self.add(path, lineno, "fields", "required for task 'extract': the field names and values to read")
-        info = self.check_image(path, lineno, record.get("image"))
-        size = info.size if info else None
-        boxes_ok = self.check_boxes(path, lineno, task, record.get("boxes", []), size)
-        self.check_suffix(path, lineno, record, size if boxes_ok else None)
+        """The rules of ``data.example`` (with the image's size, so box bounds and detection
+        suffixes are checked too), the image file, then the checks across lines."""
+        info = self.inspect(record.get("image"))
+        for name, message in record_problems(record, self.root, info.size if info else None):
+            self.add(path, lineno, name, message)
+        if info and info.error:
+            self.add(path, lineno, "image", f"{record['image']}: {info.error}")
         self.check_id(path, lineno, record.get("id"))
         if info and info.digest:
             self.check_leakage(split, path, lineno, info.digest)
 
-    def check_image(self, path: Path, lineno: int, image: Any) -> _ImageInfo | None:
-        """The image's info (read once per file), or None when its path is unusable."""
+    def inspect(self, image: Any) -> _ImageInfo | None:
+        """The image's info (read once per file), or None when its path breaks the rules."""
         if not isinstance(image, str) or not image.strip():
-            return None  # already reported as a required field
-        if Path(image).is_absolute():
-            self.add(path, lineno, "image", f"path {image!r} is absolute; make it relative to the dataset root")
             return None
         try:
-            resolved = (self.resolved_root / image).resolve()
-        except (OSError, RuntimeError) as err:  # symlink loops
-            self.add(path, lineno, "image", f"path {image!r} cannot be resolved ({err})")
-            return None
-        if not resolved.is_relative_to(self.resolved_root):
-            self.add(path, lineno, "image", f"path {image!r} escapes the dataset root {self.resolved_root}")
-            return None
+            resolved = confine_image(self.root, image)
+        except ValueError:
+            return None  # reported by record_problems
         if resolved not in self.images:
             self.images[resolved] = _inspect_image(resolved, self.max_pixels, self.max_bytes)
-        info = self.images[resolved]
-        if info.error:
-            self.add(path, lineno, "image", f"{image}: {info.error}")
-        return info
-
-    def check_boxes(self, path: Path, lineno: int, task: Any, boxes: Any, size: ImageSize | None) -> bool:
-        """Report bad boxes; True when every box is well formed (bounds checked if ``size``)."""
-        if not isinstance(boxes, list):
-            self.add(path, lineno, "boxes", "must be a list of [x0, y0, x1, y1, label]")
-            return False
-        if task == "detect" and not boxes:
-            self.add(path, lineno, "boxes", "required for task 'detect': [[x0, y0, x1, y1, label], ...] in pixels")
-        problems_before = len(self.report.problems)
-        for i, box in enumerate(boxes):
-            name = f"boxes[{i}]"
-            if not isinstance(box, list) or len(box) != 5:
-                self.add(path, lineno, name, f"must be [x0, y0, x1, y1, label], got {_shorten(json.dumps(box))}")
-                continue
-            x0, y0, x1, y1, label = box
-            if not isinstance(label, str) or not label.strip():
-                self.add(path, lineno, name, f"label must be a non-empty string, got {json.dumps(label)}")
-            if not all(_is_number(v) for v in (x0, y0, x1, y1)):
-                self.add(path, lineno, name, f"coordinates must be finite numbers, got {box[:4]!r}")
-                continue
-            if not (x0 < x1 and y0 < y1):
-                self.add(path, lineno, name, f"inverted or empty box {box[:4]}: need x0 < x1 and y0 < y1")
-            elif size and not (0 <= x0 and 0 <= y0 and x1 <= size.width and y1 <= size.height):
-                self.add(path, lineno, name, f"box {box[:4]} outside the {size.width}x{size.height} image")
-        return len(self.report.problems) == problems_before
-
-    def check_suffix(self, path: Path, lineno: int, record: dict[str, Any], size: ImageSize | None) -> None:
-        """The suffix of detect and extract examples must be the canonical rendering of the target."""
-        task, suffix = record.get("task"), record.get("suffix")
-        if not isinstance(suffix, str):
-            return
-        if task == "extract" and isinstance(record.get("fields"), dict) and record["fields"]:
-            expected = get_task("extract").render_suffix(record["fields"])
-        elif task == "detect" and size is not None and record.get("boxes"):
-            expected = get_task("detect").render_suffix(record["boxes"], size)
-        else:
-            return
-        if suffix != expected:
-            self.add(
-                path, lineno, "suffix", f"is {_shorten(suffix)} but the {task} target renders as {_shorten(expected)}"
-            )
+        return self.images[resolved]
 
     def check_id(self, path: Path, lineno: int, example_id: Any) -> None:
         if not isinstance(example_id, str) or not example_id.strip():

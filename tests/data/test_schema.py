@@ -43,7 +43,7 @@ def test_reads_the_contract(dataset: Path) -> None:
         (
             json.dumps({"image": "/etc/passwd", "prefix": "p", "suffix": "s", "task": "vqa", "id": "x"}),
             "image",
-            "escapes the dataset root",
+            "is absolute; make it relative to the dataset root",
         ),
         (
             json.dumps(
