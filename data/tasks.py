@@ -1,9 +1,19 @@
 """The task table: each task's prompt prefix, how its target renders to the suffix, how
-generated text parses back, and which metric scores it. See DESIGN.md "Tasks".
+generated text parses back, which metric scores it, its generation budget, its default run
+config and its synthetic generator. See DESIGN.md "Tasks".
 
 A task's *target* is what the labelled data holds: a string (caption, answer, text), a list
 of pixel boxes (detect) or a mapping of fields (extract). Metrics are named here and
-implemented in ``evaluation.metrics`` (``data`` imports no other palitune package).
+implemented in ``evaluation`` (``data`` imports no other palitune package).
+
+Adding a task touches three places and nothing else:
+
+1. its entry in ``TASKS``: name, prompt, metric, budget, target field, default run config
+   (a ``configs/`` file whose ``task:`` is the name) and generator;
+2. its codec and metric: a ``render``/``parse`` pair here when the target is not plain text,
+   and a scorer under the metric's name in ``evaluation.scorers.SCORERS``;
+3. its generator: a ``SyntheticGenerator`` in a ``data.synthetic`` module, named in the entry
+   as ``module:attribute`` (resolved lazily there: the generator modules import this table).
 """
 
 from __future__ import annotations
@@ -66,26 +76,36 @@ def _parse_json(text: str, size: ImageSize | None = None, **_: Any) -> dict[str,
 
 @dataclass(frozen=True)
 class Task:
-    """How one vision task is phrased for PaliGemma, rendered, parsed back and scored.
+    """How one vision task is phrased for PaliGemma, rendered, parsed back, scored and run.
 
     Attributes:
         prefix_template: the prompt, formatted with the example's fields.
-        metric: name of the metric in ``evaluation.metrics``.
-        render: target -> suffix text (image size needed by ``detect``).
-        parse: generated text -> target-shaped value; raises ``OutputParseError``.
+        metric: the primary metric, the name of its scorer in ``evaluation.scorers``.
         max_new_tokens: the generation budget, the same in validation, test and serving:
             enough for a complete answer (a detection is 5 tokens per box, an extraction a
             JSON object; short answers stop at ``<eos>`` long before).
+        config: the default run config, relative to the repository root (the tiny one the
+            demo and the Dagster partition of the task train with).
+        generator: the synthetic generator, ``module:attribute`` of a ``SyntheticGenerator``
+            (``data.synthetic.generator_of`` resolves it).
         target: the example field the suffix renders from: ``suffix`` where the suffix is
             the target itself (text), else the structured field (``boxes``, ``fields``),
             which such an example must have and its suffix must be the rendering of.
+        verbatim: the suffix is the reference character for character (OCR transcriptions):
+            an imported suffix is kept as it is rather than whitespace-normalised into
+            ``answers``.
+        render: target -> suffix text (image size needed by ``detect``).
+        parse: generated text -> target-shaped value; raises ``OutputParseError``.
     """
 
     name: str
     prefix_template: str
     metric: str
     max_new_tokens: int
+    config: str
+    generator: str
     target: str = "suffix"
+    verbatim: bool = False
     render: Callable[[Any, ImageSize | None], str] = _text
     parse: Callable[..., Any] = _parse_text
 
@@ -110,16 +130,74 @@ def extract_prefix(fields: Sequence[str]) -> str:
     return "extract " + " ; ".join(sorted(dict.fromkeys(fields)))
 
 
+# Default configs: a full fine-tune where reading text needs the vision tower trained, else
+# LoRA on the language model (see README's learnability table).
 TASKS: dict[str, Task] = {
     task.name: task
     for task in [
-        Task("caption", "caption en", metric="cider", max_new_tokens=32),
-        Task("vqa", "answer en {question}", metric="vqa_accuracy", max_new_tokens=16),
-        Task("docvqa", "answer en {question}", metric="anls", max_new_tokens=32),
-        Task("chartqa", "answer en {question}", metric="relaxed_accuracy", max_new_tokens=16),
-        Task("ocr", "ocr", metric="ocr_exact_match", max_new_tokens=32),
-        Task("detect", "detect {labels}", "coco_map", 128, "boxes", render=_render_boxes, parse=_parse_boxes),
-        Task("extract", "extract {fields}", "field_f1", 96, "fields", render=_render_json, parse=_parse_json),
+        Task(
+            "caption",
+            "caption en",
+            metric="cider",
+            max_new_tokens=32,
+            config="configs/tiny/64px_caption_lora.yaml",
+            generator="data.synthetic.shapes:SHAPES_CAPTION",
+        ),
+        Task(
+            "vqa",
+            "answer en {question}",
+            metric="vqa_accuracy",
+            max_new_tokens=16,
+            config="configs/tiny/64px_vqa_lora.yaml",
+            generator="data.synthetic.shapes:SHAPES_VQA",
+        ),
+        Task(
+            "docvqa",
+            "answer en {question}",
+            metric="anls",
+            max_new_tokens=32,
+            config="configs/tiny/64px_docvqa_full.yaml",
+            generator="data.synthetic.documents:RECEIPT_DOCVQA",
+        ),
+        Task(
+            "chartqa",
+            "answer en {question}",
+            metric="relaxed_accuracy",
+            max_new_tokens=16,
+            config="configs/tiny/64px_chartqa_lora.yaml",
+            generator="data.synthetic.charts:CHARTS_QA",
+        ),
+        Task(
+            "ocr",
+            "ocr",
+            metric="ocr_exact_match",
+            max_new_tokens=32,
+            config="configs/tiny/64px_ocr_full.yaml",
+            generator="data.synthetic.documents:WORD_OCR",
+            verbatim=True,
+        ),
+        Task(
+            "detect",
+            "detect {labels}",
+            metric="coco_map",
+            max_new_tokens=128,
+            config="configs/tiny/64px_detect_full.yaml",
+            generator="data.synthetic.shapes:SHAPES_DETECT",
+            target="boxes",
+            render=_render_boxes,
+            parse=_parse_boxes,
+        ),
+        Task(
+            "extract",
+            "extract {fields}",
+            metric="field_f1",
+            max_new_tokens=96,
+            config="configs/tiny/64px_extract_full.yaml",
+            generator="data.synthetic.documents:RECEIPT_EXTRACT",
+            target="fields",
+            render=_render_json,
+            parse=_parse_json,
+        ),
     ]
 }
 

@@ -1,7 +1,7 @@
 """Task metrics, each as its official evaluator defines it.
 
 VQA accuracy lives in ``evaluation.vqa_metrics`` (re-exported here). A metric that cannot be
-computed for an example raises ``ValueError``; ``evaluation.score`` adds the example's file,
+computed for an example raises ``ValueError``; ``evaluation.scorers`` adds the example's file,
 line and field. A 0.0 returned here is always the evaluator's defined value for a wrong
 answer, never a stand-in for "undefined".
 """
@@ -197,6 +197,19 @@ def extraction_counts(prediction: str, target_json: str) -> FieldCounts:
     )
 
 
+def f1_score(true_positives: int, false_positives: int, false_negatives: int) -> float:
+    """F1 = 2·TP / (2·TP + FP + FN), the harmonic mean of precision and recall from counts.
+
+    Raises:
+        ValueError: when every count is 0: with nothing to find and nothing found F1 is 0/0;
+            the caller decides what such an example means.
+    """
+    denominator = 2 * true_positives + false_positives + false_negatives
+    if denominator == 0:
+        raise ValueError("F1 is undefined with no true positive, false positive or false negative")
+    return 2 * true_positives / denominator
+
+
 def _require_target_fields(tp: int, fn: int) -> None:
     if tp + fn == 0:
         raise ValueError("no target fields: field recall and F1 are undefined with nothing to extract")
@@ -209,8 +222,7 @@ def counts_f1(counts: FieldCounts) -> float:
         ValueError: when the target had no field (TP + FN = 0), which leaves F1 undefined.
     """
     _require_target_fields(counts.true_positives, counts.false_negatives)
-    tp, fp, fn = counts.true_positives, counts.false_positives, counts.false_negatives
-    return 2 * tp / (2 * tp + fp + fn)
+    return f1_score(counts.true_positives, counts.false_positives, counts.false_negatives)
 
 
 def field_f1(prediction: str, answers: Sequence[str]) -> float:
@@ -249,7 +261,7 @@ def field_prf(counts: Sequence[FieldCounts]) -> dict[str, float]:
     return {
         "precision": tp / (tp + fp) if tp + fp else 0.0,
         "recall": tp / (tp + fn),
-        "f1": 2 * tp / (2 * tp + fp + fn),
+        "f1": f1_score(tp, fp, fn),
         "json_validity": sum(c.valid_json for c in counts) / len(counts),
     }
 
@@ -270,6 +282,7 @@ __all__ = [
     "corpus_cer",
     "counts_f1",
     "extraction_counts",
+    "f1_score",
     "field_f1",
     "field_prf",
     "normalize_vqa_answer",

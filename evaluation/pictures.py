@@ -2,8 +2,8 @@
 
 - ``examples.png``: a grid of test images, each with its prompt, the model's answer and the
   target, framed green when the example scored 0.5 or more and red otherwise.
-- ``detections.png`` (detection only): images with the target boxes in green and the
-  predicted boxes in red, labels written beside them.
+- ``detections.png`` (tasks whose target is boxes, e.g. detect): images with the target
+  boxes in green and the predicted boxes in red, labels written beside them.
 
 Written next to ``report.json``, so they travel with the report into MLflow.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from data.schema import Example, read_split
-from data.tasks import ImageSize, OutputParseError, get_task
+from data.tasks import ImageSize, OutputParseError, Task, get_task
 from evaluation.report import EvaluationReport, ScoredPrediction
 
 TILE = 192  # pixels per image in the pictures
@@ -32,8 +32,9 @@ def write_pictures(report: EvaluationReport, dataset_dir: Path, folder: Path, *,
     if not shown:
         return []
     written = [_grid(dataset_dir, shown, folder / "examples.png")]
-    if report.task == "detect":
-        written.append(_detections(dataset_dir, shown, folder / "detections.png"))
+    task = get_task(report.task)
+    if task.target == "boxes":
+        written.append(_detections(task, dataset_dir, shown, folder / "detections.png"))
     return written
 
 
@@ -69,9 +70,8 @@ def _grid(dataset_dir: Path, shown: list[tuple[Example, ScoredPrediction]], path
     return path
 
 
-def _detections(dataset_dir: Path, shown: list[tuple[Example, ScoredPrediction]], path: Path) -> Path:
+def _detections(task: Task, dataset_dir: Path, shown: list[tuple[Example, ScoredPrediction]], path: Path) -> Path:
     sheet, columns = _sheet(len(shown), 0)
-    task = get_task("detect")
     for i, (example, prediction) in enumerate(shown):
         with Image.open(Path(dataset_dir) / example.image) as image:
             size = ImageSize(*image.size)

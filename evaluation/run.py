@@ -21,7 +21,6 @@ def evaluate(
     split: str = "test",
     batch_size: int = 64,
     max_new_tokens: int | None = None,
-    limit: int | None = None,
     progress: bool = False,
 ) -> EvaluationReport:
     """Generate on ``split`` and score every example with its task's metrics.
@@ -31,10 +30,9 @@ def evaluate(
         dataset_dir: the dataset version's folder.
         adapter_dir: a trained adapter for ``base_ref``; ``None`` scores the base itself.
         max_new_tokens: generation budget; default the task's (``evaluation.generate``).
-        limit: score only the first N examples (smoke runs).
         progress: draw a progress bar on a terminal.
     """
-    examples = read_split(dataset_dir, split)[:limit]
+    examples = read_split(dataset_dir, split)
     tasks = {e.task for e in examples}
     if len(tasks) != 1:
         raise ValueError(f"{dataset_dir}/{split}.jsonl: expected one task, found {sorted(tasks)}")

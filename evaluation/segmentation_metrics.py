@@ -13,16 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-def box_iou(pred: Sequence[float], target: Sequence[float]) -> float:
-    """IoU of two ``(x0, y0, x1, y1)`` boxes (big_vision's ``_area``: negative sides count 0)."""
-
-    def area(x0: float, y0: float, x1: float, y1: float) -> float:
-        return max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
-
-    inter = area(max(pred[0], target[0]), max(pred[1], target[1]), min(pred[2], target[2]), min(pred[3], target[3]))
-    union = area(*pred[:4]) + area(*target[:4]) - inter
-    return inter / union if union > 0 else 0.0
+from evaluation.boxes import box_iou
 
 
 def mask_iou(pred: np.ndarray | None, target: np.ndarray) -> float:
@@ -63,3 +54,6 @@ def segmentation_scores(
         hits = [p is not None and box_iou(p[1], t[1]) >= threshold for p, t in zip(preds, targets, strict=True)]
         scores[f"boxacc/{threshold}"] = float(np.mean(hits))
     return scores
+
+
+__all__ = ["box_iou", "mask_iou", "segmentation_scores"]

@@ -26,7 +26,7 @@ from typing import Any
 from data.schema import DataError, Example
 from data.sources.common import Converted, ImageStore, canonical_split, confined_path
 from data.sources.detect import ROBOFLOW_COCO_FILE, split_folders
-from data.tasks import ImageSize, detect_prefix, get_task
+from data.tasks import ImageSize, Task, detect_prefix, get_task
 
 _FILE_PREFIX = {"detect": "instances_", "caption": "captions_"}
 _BOUNDS_TOLERANCE = 1.0  # pixels; COCO boxes overshoot the image edge by rounding
@@ -86,16 +86,18 @@ def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str) -
     skipped: dict[str, int] = {}
     crowd: dict[str, int] = {}
     info: dict[str, Any] = {"task": task, "files": {f.split: str(f.path.relative_to(src)) for f in files}}
-    if task == "detect":
+    entry = get_task(task)
+    boxed = entry.target == "boxes"  # instances files hold boxes, captions files text
+    if boxed:
         used, unused = _used_labels(files)
         info["unused_categories"] = unused
         for f in files:
-            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, detect_prefix(used))
+            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, entry, detect_prefix(used))
     else:
         for f in files:
-            splits[f.split], skipped[f.split] = _captions(f, store)
+            splits[f.split], skipped[f.split] = _captions(f, store, entry)
     info["skipped_images"] = skipped
-    if task == "detect":
+    if boxed:
         info["skipped_crowd"] = crowd
     dropped = {split: {"image without annotations": n} for split, n in skipped.items() if n}
     return Converted(splits, info=info, dropped=dropped)
@@ -210,7 +212,7 @@ def _box(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[int, int
     return [round(v, 2) for v in corners] + [label]
 
 
-def _detection(f: _SplitFile, store: ImageStore, prefix: str) -> tuple[list[Example], int, int]:
+def _detection(f: _SplitFile, store: ImageStore, task: Task, prefix: str) -> tuple[list[Example], int, int]:
     """Examples of one detection file, the number of images skipped and of crowd regions."""
     categories, images = _categories(f), _images(f)
     boxes: dict[int, list[list[Any]]] = {}
@@ -223,7 +225,7 @@ def _detection(f: _SplitFile, store: ImageStore, prefix: str) -> tuple[list[Exam
         label = _lookup(f, k, annotation, "category_id", categories)
         image = f.data["images"][i]
         boxes.setdefault(i, []).append(_box(f, k, annotation, (image["width"], image["height"]), label))
-    task, examples = get_task("detect"), []
+    examples: list[Example] = []
     for i in sorted(boxes):
         stored, size = _store_image(f, i, store)
         suffix = task.render_suffix(boxes[i], size)
@@ -232,7 +234,7 @@ def _detection(f: _SplitFile, store: ImageStore, prefix: str) -> tuple[list[Exam
     return examples, len(images) - len(boxes), crowd
 
 
-def _captions(f: _SplitFile, store: ImageStore) -> tuple[list[Example], int]:
+def _captions(f: _SplitFile, store: ImageStore, task: Task) -> tuple[list[Example], int]:
     """Examples of one captions file (one per image, every caption an answer), and the
     number of images skipped for having no caption."""
     images = _images(f)
@@ -243,7 +245,7 @@ def _captions(f: _SplitFile, store: ImageStore) -> tuple[list[Example], int]:
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(f.path, None, f"annotations[{k}].caption", "missing or not a non-empty string")
         captions.setdefault(i, []).append(" ".join(caption.split()))
-    task, examples = get_task("caption"), []
+    examples: list[Example] = []
     for i in sorted(captions):
         stored, _ = _store_image(f, i, store)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"

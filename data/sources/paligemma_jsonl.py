@@ -21,18 +21,31 @@ from data.loc_tokens import decode_boxes
 from data.schema import DataError, Example
 from data.sources.common import Converted, ImageStore, confined_path
 from data.sources.detect import ROBOFLOW_JSONL_FILE, paligemma_root, split_folders
+from data.tasks import TASKS, get_task
 
 ANNOTATION_FILES = {
     "train": ("_annotations.train.jsonl",),
     "val": ("_annotations.valid.jsonl", "_annotations.val.jsonl"),
     "test": ("_annotations.test.jsonl",),
 }
-_ANSWER_TASKS = ("vqa", "docvqa", "chartqa", "caption")
+
+
+def _tasks_by_first_word() -> dict[str, str]:
+    """The first word of each task's prompt that no other task's prompt starts with (``answer``
+    starts vqa, docvqa and chartqa alike), mapped to that task."""
+    tasks: dict[str, list[str]] = {}
+    for task in TASKS.values():
+        tasks.setdefault(task.prefix_template.split()[0], []).append(task.name)
+    return {word: names[0] for word, names in tasks.items() if len(names) == 1}
+
+
+_TASK_OF_FIRST_WORD = _tasks_by_first_word()
 
 
 def infer_task(prefix: str) -> str:
-    """The task a PaliGemma prefix asks for: ``detect ...`` -> detect, ``caption ...`` ->
-    caption, ``ocr`` -> ocr, ``extract ...`` -> extract, anything else -> vqa.
+    """The task a PaliGemma prefix asks for: the task whose prompt starts with the same word
+    (``detect ...`` -> detect, ``caption ...`` -> caption, ``ocr`` -> ocr, ``extract ...`` ->
+    extract), anything else -> vqa.
 
     Raises:
         ValueError: for ``segment ...``, which no palitune task handles.
@@ -41,7 +54,7 @@ def infer_task(prefix: str) -> str:
     first = words[0].lower() if words else ""
     if first == "segment":
         raise ValueError("segmentation prefixes ('segment ...') are not a palitune task")
-    return {"detect": "detect", "caption": "caption", "ocr": "ocr", "extract": "extract"}.get(first, "vqa")
+    return _TASK_OF_FIRST_WORD.get(first, "vqa")
 
 
 def read_paligemma_jsonl(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
@@ -134,29 +147,38 @@ def _read_file(path: Path, root: Path, split: str, store: ImageStore, task: str 
 
 
 def _targets(task: str, suffix: str, width: int, height: int, *, file: Path, line: int) -> dict[str, Any]:
-    """The example's targets, read back from its suffix."""
-    if task in _ANSWER_TASKS:
-        # whitespace normalised as the hf source does: generated text is stripped, so an
-        # export's trailing space would otherwise make every exact-match answer wrong
-        return {"answers": [" ".join(suffix.split())]}
-    if task == "detect":
-        objects = [part for part in suffix.split(";") if part.strip()]
-        boxes = decode_boxes(suffix, width, height)
-        if len(boxes) != len(objects):
-            raise DataError(
-                file,
-                line,
-                "suffix",
-                f"{len(objects)} objects but {len(boxes)} decode as '<locY0><locX0><locY1><locX1> label' "
-                "(check for missing location tokens, inverted boxes or repeated objects)",
-            )
-        return {"boxes": [list(box) for box in boxes]}
-    if task == "extract":
-        try:
-            fields = json.loads(suffix)
-        except json.JSONDecodeError as err:
-            raise DataError(file, line, "suffix", f"extract suffix is not JSON ({err.msg})") from None
-        if not isinstance(fields, dict):
-            raise DataError(file, line, "suffix", "extract suffix must be a JSON object of fields")
-        return {"fields": fields}
-    return {}
+    """The example's targets, read back from its suffix into the task's target field."""
+    entry = get_task(task)
+    if entry.target == "boxes":
+        return {"boxes": _boxes(suffix, width, height, file=file, line=line)}
+    if entry.target == "fields":
+        return {"fields": _fields(suffix, file=file, line=line)}
+    if entry.verbatim:  # the suffix itself is the reference, whitespace included
+        return {}
+    # whitespace normalised as the hf source does: generated text is stripped, so an
+    # export's trailing space would otherwise make every exact-match answer wrong
+    return {"answers": [" ".join(suffix.split())]}
+
+
+def _boxes(suffix: str, width: int, height: int, *, file: Path, line: int) -> list[list[Any]]:
+    objects = [part for part in suffix.split(";") if part.strip()]
+    boxes = decode_boxes(suffix, width, height)
+    if len(boxes) != len(objects):
+        raise DataError(
+            file,
+            line,
+            "suffix",
+            f"{len(objects)} objects but {len(boxes)} decode as '<locY0><locX0><locY1><locX1> label' "
+            "(check for missing location tokens, inverted boxes or repeated objects)",
+        )
+    return [list(box) for box in boxes]
+
+
+def _fields(suffix: str, *, file: Path, line: int) -> dict[str, Any]:
+    try:
+        fields = json.loads(suffix)
+    except json.JSONDecodeError as err:
+        raise DataError(file, line, "suffix", f"extract suffix is not JSON ({err.msg})") from None
+    if not isinstance(fields, dict):
+        raise DataError(file, line, "suffix", "extract suffix must be a JSON object of fields")
+    return fields

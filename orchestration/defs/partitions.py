@@ -50,14 +50,5 @@ def task_asset(*, group: str, kinds: set[str], code_version: str, **kwargs: Any)
     )
 
 
-# The shipped tiny run config of each task: a full fine-tune where reading text needs the
-# vision tower trained, else LoRA on the language model (see README's learnability table).
-TRAINING_CONFIGS = {
-    "caption": "configs/tiny/64px_caption_lora.yaml",
-    "vqa": "configs/tiny/64px_vqa_lora.yaml",
-    "chartqa": "configs/tiny/64px_chartqa_lora.yaml",
-    "docvqa": "configs/tiny/64px_docvqa_full.yaml",
-    "ocr": "configs/tiny/64px_ocr_full.yaml",
-    "detect": "configs/tiny/64px_detect_full.yaml",
-    "extract": "configs/tiny/64px_extract_full.yaml",
-}
+# Each task's default run config (``Task.config``) by task name, for readers that look it up here.
+TRAINING_CONFIGS = {name: task.config for name, task in TASKS.items()}

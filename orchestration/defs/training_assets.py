@@ -6,9 +6,10 @@ from pathlib import Path
 
 from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output
 
+from data.tasks import get_task
 from data.versioning import DatasetVersion
 from data.workspace import HOME_ENV
-from orchestration.defs.partitions import TRAINING_CONFIGS, task_asset
+from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import PROJECT_ROOT, MlflowResource, TrainingLauncher, WorkspaceResource
 from orchestration.defs.retries import TRANSIENT, final_on_bad_input
 from registry.lineage import lineage_tags
@@ -21,7 +22,7 @@ from training.train import RUN_INFO_FILE, TrainResult
 class FinetuneConfig(Config):
     """Which run config trains the partition's task, and overrides of its fields."""
 
-    config: str = ""  # empty: the task's shipped config (orchestration.defs.partitions.TRAINING_CONFIGS)
+    config: str = ""  # empty: the task's default run config (data.tasks, Task.config)
     overrides: list[str] = []
 
 
@@ -33,7 +34,7 @@ class TrainedAdapter:
 
 
 def _config_path(config: FinetuneConfig, task: str) -> Path:
-    chosen = Path(config.config or TRAINING_CONFIGS[task])
+    chosen = Path(config.config or get_task(task).config)
     return chosen if chosen.is_absolute() or chosen.is_file() else PROJECT_ROOT / chosen
 
 

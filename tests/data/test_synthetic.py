@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,16 @@ from PIL import Image, ImageChops
 
 from data.loc_tokens import BINS, decode_boxes
 from data.schema import SPLITS, iter_dataset
-from data.synthetic import GENERATORS, SHAPES, Sample, SplitSizes, SyntheticGenerator, write_shapes_vqa, write_synthetic
+from data.synthetic import (
+    GENERATORS,
+    SHAPES,
+    Sample,
+    SplitSizes,
+    SyntheticGenerator,
+    generator_of,
+    write_shapes_vqa,
+    write_synthetic,
+)
 from data.synthetic.common import write_dataset
 from data.tasks import TASKS, ImageSize, detect_prefix, extract_prefix, get_task
 from data.validate import validate_dataset
@@ -169,3 +180,19 @@ def test_too_few_distinct_images_fail_loudly_and_leave_nothing(tmp_path: Path) -
 def test_unknown_task_lists_the_generators(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="no synthetic generator for task 'segment'.*caption"):
         write_synthetic("segment", tmp_path / "x")
+
+
+@pytest.mark.parametrize(
+    ("generator", "message"),
+    [
+        ("data.synthetic.shapes", "expected 'module:attribute'"),
+        ("data.synthetic.nowhere:DRAW", "No module named 'data.synthetic.nowhere'"),
+        ("data.synthetic.shapes:NOTHING", "has no attribute 'NOTHING'"),
+        ("data.synthetic.shapes:SHAPES", "is a tuple, not a SyntheticGenerator"),
+        ("data.synthetic.shapes:SHAPES_DETECT", "draws examples of task 'detect'"),
+    ],
+)
+def test_a_table_entry_naming_no_generator_of_its_task_is_refused(generator: str, message: str) -> None:
+    task = dataclasses.replace(get_task("vqa"), generator=generator)
+    with pytest.raises(ValueError, match=f"task 'vqa': generator '{generator}': .*{re.escape(message)}"):
+        generator_of(task)

@@ -1,11 +1,17 @@
-"""Each task's codec: target -> suffix -> parsed output, and what malformed output does."""
+"""Each task's codec: target -> suffix -> parsed output, what malformed output does, and the
+entry's run config and generator."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from data.loc_tokens import BINS, Box, decode_boxes, encode_boxes, to_bin
+from data.synthetic import GENERATORS, generator_of
 from data.tasks import TASKS, ImageSize, OutputParseError, detect_prefix, extract_prefix, get_task
+from training.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_table_holds_every_task_once() -> None:
@@ -79,3 +85,13 @@ def test_extract_renders_canonical_json_and_reports_invalid_json() -> None:
 def test_prefixes_list_classes_and_fields_in_a_stable_order() -> None:
     assert detect_prefix(["dog", "cat", "dog"]) == "detect cat ; dog"
     assert extract_prefix(["total", "date"]) == "extract date ; total"
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_every_task_has_a_valid_default_config_and_a_generator(name: str) -> None:
+    task = get_task(name)
+    path = REPO / task.config
+    assert path.is_file(), f"{name}: default config {task.config} is not on disk"
+    assert load_config(path).task == name, f"{task.config}: task: is not {name!r}"
+    generator = generator_of(task)
+    assert generator.task == name and GENERATORS[name] is generator

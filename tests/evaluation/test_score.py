@@ -1,5 +1,6 @@
 """Scoring predictions of any model: `palitune evaluate score` on files written here."""
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -8,7 +9,9 @@ import pytest
 
 from data.loc_tokens import encode_boxes
 from data.schema import DataError
+from data.tasks import TASKS, get_task
 from evaluation.score import read_predictions, score_records
+from evaluation.scorers import SCORERS, scorer_of
 from palitune.cli import main
 
 
@@ -212,3 +215,10 @@ def test_wrong_answers_still_score_zero_where_that_is_the_defined_value() -> Non
 def test_no_records_is_an_error() -> None:
     with pytest.raises(DataError, match="no predictions to score"):
         score_records("vqa", [])
+
+
+def test_every_task_of_the_table_has_a_scorer_of_its_primary_metric() -> None:
+    for task in TASKS.values():
+        assert task.metric in SCORERS, f"{task.name}: no scorer for {task.metric!r}"
+    with pytest.raises(KeyError, match="no scorer for metric 'bleu'.*there are: vqa_accuracy"):
+        scorer_of(dataclasses.replace(get_task("vqa"), metric="bleu"))
