@@ -34,6 +34,7 @@ class Example:
     answers: list[str] = field(default_factory=list)
     boxes: list[list[Any]] = field(default_factory=list)  # [[x0, y0, x1, y1, "label"], ...] in pixels
     fields: dict[str, Any] = field(default_factory=dict)  # extraction targets
+    masks: list[dict[str, Any]] = field(default_factory=list)  # [{"box", "label", "mask": COCO RLE}, ...]
 
     def to_json(self) -> str:
         record = {k: v for k, v in asdict(self).items() if v not in ([], {}, None)}
@@ -46,8 +47,9 @@ ALLOWED_FIELDS = frozenset(Example.__dataclass_fields__)
 TARGET_SHAPES = {
     "boxes": "[[x0, y0, x1, y1, label], ...] in pixels",
     "fields": "the field names and values to read",
+    "masks": '[{"box": [x0, y0, x1, y1], "label": ..., "mask": COCO RLE}, ...] in pixels',
 }
-PIXEL_TARGETS = frozenset({"boxes"})  # targets in pixels: rendering them needs the image size
+PIXEL_TARGETS = frozenset({"boxes", "masks"})  # targets in pixels: rendering them needs the image size
 
 FieldProblem = tuple[str, str]  # (field, message)
 

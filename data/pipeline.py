@@ -27,6 +27,7 @@ import yaml
 from filelock import FileLock
 
 from data.synthetic import GENERATORS, SplitSizes
+from data.tasks import get_task
 
 PARAMS_FILE = "params.yaml"
 PIPELINE_FILE = "dvc.yaml"
@@ -53,10 +54,7 @@ stages:
 """
 
 PARAMS_HEADER = "# Parameters of the DVC pipeline in dvc.yaml: seed, image size and split sizes per task.\n"
-DEFAULT_PARAMS = {"seed": 0, "image_size": 64, "train": 2000, "val": 100, "test": 200}
-# Tasks that read text or place boxes need ten times the images before the tiny model learns
-# them (OCR: 0.07 exact match from 2,000 training images, 0.83 from 20,000; README).
-LARGE_TRAIN_TASKS, LARGE_TRAIN = frozenset({"ocr", "docvqa", "extract", "detect"}), 20_000
+DEFAULT_PARAMS = {"seed": 0, "image_size": 64, "val": 100, "test": 200}  # train: the task table's
 
 
 REPO_LOCK_FILE = ".dvc-palitune.lock"
@@ -86,10 +84,7 @@ def repository_lock(root: Path) -> Iterator[None]:
 
 def task_defaults(task: str) -> dict[str, int]:
     """A task's parameters in ``params.yaml`` as first written."""
-    params = dict(DEFAULT_PARAMS)
-    if task in LARGE_TRAIN_TASKS:
-        params["train"] = LARGE_TRAIN
-    return params
+    return {**DEFAULT_PARAMS, "train": get_task(task).synthetic_train}
 
 
 def default_params() -> dict[str, Any]:

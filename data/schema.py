@@ -120,13 +120,20 @@ def _image_stats(root: Path, images: set[str]) -> dict[str, Any]:
 
 def write_manifest(root: Path, **fields: Any) -> dict[str, Any]:
     """Write ``manifest.json``: schema version, counts per split and task, image statistics
-    (count, bytes, width and height ranges) plus the given fields (e.g. ``source``)."""
+    (count, bytes, width and height ranges) plus the given fields (e.g. ``source``). A dataset
+    with masks records the mask codec that encoded them (``mask_codec``: name and SHA-256)."""
     counts: dict[str, dict[str, int]] = {}
     images: set[str] = set()
+    has_masks = False
     for split, example in iter_dataset(root):
         per_task = counts.setdefault(split, {})
         per_task[example.task] = per_task.get(example.task, 0) + 1
         images.add(example.image)
+        has_masks = has_masks or bool(example.masks)
     manifest = {"schema_version": SCHEMA_VERSION, "counts": counts, "images": _image_stats(root, images), **fields}
+    if has_masks and "mask_codec" not in manifest:
+        from data.segment_target import codec_record
+
+        manifest["mask_codec"] = codec_record()
     (Path(root) / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

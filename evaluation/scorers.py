@@ -10,8 +10,7 @@ and each task's metrics; the metrics themselves live in ``evaluation.metrics``,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,60 +18,12 @@ from PIL import Image
 
 from data.loc_tokens import malformed_locations
 from data.schema import DataError, Example
-from data.tasks import ImageSize, OutputParseError, Task
+from data.tasks import OutputParseError, Task
 from evaluation.boxes import box_f1
 from evaluation.metrics import METRICS, corpus_cer, counts_f1, extraction_counts, field_prf
+from evaluation.scoring_types import Record, Scorer, ScoreResult, Where, image_size
+from evaluation.segment_scoring import score_segments, segment_targets
 from evaluation.vqa_metrics import vqa_rule_counts
-
-Record = dict[str, Any]
-
-
-@dataclass
-class ScoreResult:
-    """Aggregate metrics (primary first) and one score per example, in input order."""
-
-    task: str
-    metrics: dict[str, float]
-    scores: list[float]
-    details: dict[str, Any] = field(default_factory=dict)  # per-class AP, caption tokenizer, VQA rule counts, ...
-
-    @property
-    def primary_metric(self) -> str:
-        return next(iter(self.metrics))
-
-
-@dataclass
-class Where:
-    """Where records came from, so that an error names the file, the line and the field."""
-
-    source: Path | None
-    records: Sequence[Record]
-
-    @property
-    def file(self) -> Path:
-        return self.source or Path("<predictions>")
-
-    def error(self, index: int, field_name: str, message: str) -> DataError:
-        return DataError(self.file, self.records[index].get("_line", index + 1), field_name, message)
-
-
-def _no_targets(root: Path, example: Example) -> Record:
-    return {}
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """How one metric scores records.
-
-    Attributes:
-        score: ``(task, records, where) -> ScoreResult``; raises ``DataError`` for a record
-            whose metric cannot be computed.
-        targets: ``(dataset root, example) -> fields`` the scorer reads beyond ``prediction``
-            and ``answers``.
-    """
-
-    score: Callable[[Task, Sequence[Record], Where], ScoreResult]
-    targets: Callable[[Path, Example], Record] = _no_targets
 
 
 def _answers_field(record: Record) -> str:
@@ -186,7 +137,7 @@ def _score_detection(task: Task, records: Sequence[Record], where: Where) -> Sco
 
     predictions, targets, sizes, unparsed = [], [], [], 0
     for i, record in enumerate(records):
-        size = _image_size(record, where, i)
+        size = image_size(record, where, i)
         boxes = _target_boxes(record, where, i)
         malformed = malformed_locations(record["prediction"]) if "_line" in record else []
         if malformed:  # a file of predictions: text a PaliGemma could not have generated
@@ -220,18 +171,6 @@ def _target_boxes(record: Record, where: Where, index: int) -> list[Any]:
     return boxes
 
 
-def _image_size(record: Record, where: Where, index: int) -> ImageSize:
-    if "image_size" in record:  # [width, height]
-        size = record["image_size"]
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-            raise where.error(index, "image_size", "expected [width, height] in pixels, positive integers")
-        return ImageSize(size[0], size[1])
-    for name in ("width", "height"):
-        if not isinstance(record.get(name), int) or record[name] <= 0:
-            raise where.error(index, name, "missing or not a positive integer (the image size in pixels)")
-    return ImageSize(record["width"], record["height"])
-
-
 SCORERS: dict[str, Scorer] = {  # by the task table's metric names
     "vqa_accuracy": Scorer(_score_vqa),
     "anls": Scorer(_score_answer_metric),
@@ -240,6 +179,7 @@ SCORERS: dict[str, Scorer] = {  # by the task table's metric names
     "field_f1": Scorer(_score_extraction, _extraction_targets),
     "cider": Scorer(_score_captions, _caption_targets),
     "coco_map": Scorer(_score_detection, _detection_targets),
+    "miou": Scorer(score_segments, segment_targets),
 }
 
 

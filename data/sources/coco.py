@@ -26,9 +26,9 @@ from typing import Any
 from data.schema import DataError, Example
 from data.sources.common import Converted, ImageStore, canonical_split, confined_path
 from data.sources.detect import ROBOFLOW_COCO_FILE, split_folders
-from data.tasks import ImageSize, Task, detect_prefix, get_task
+from data.tasks import ImageSize, Task, detect_prefix, get_task, segment_prefix
 
-_FILE_PREFIX = {"detect": "instances_", "caption": "captions_"}
+_FILE_PREFIX = {"detect": "instances_", "segment": "instances_", "caption": "captions_"}
 _BOUNDS_TOLERANCE = 1.0  # pixels; COCO boxes overshoot the image edge by rounding
 
 
@@ -47,8 +47,9 @@ def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Conve
     into ``store``.
 
     Args:
-        task: ``detect`` or ``caption``; ``None`` picks ``detect`` when ``instances_*.json``
-            files exist, else ``caption``.
+        task: ``detect``, ``segment`` (the instances' masks, from polygons or RLE) or
+            ``caption``; ``None`` picks ``detect`` when ``instances_*.json`` files exist,
+            else ``caption``.
 
     Raises:
         DataError: no annotation file, an unknown split, invalid JSON, an unknown id, a bad
@@ -57,20 +58,21 @@ def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Conve
     """
     task = task or ("detect" if list((src / "annotations").glob("instances_*.json")) else "caption")
     if task not in _FILE_PREFIX:
-        raise ValueError(f"the coco format holds detect or caption examples, not {task!r}")
+        raise ValueError(f"the coco format holds detect, segment or caption examples, not {task!r}")
     return _convert(src, _split_files(src, _FILE_PREFIX[task]), store, task)
 
 
 def read_roboflow_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
     """Read ``<split>/_annotations.coco.json`` of every split folder of ``src`` (``train``,
-    ``valid``, ``test``), each file's images beside it, as detection examples.
+    ``valid``, ``test``), each file's images beside it, as detection examples (or, with
+    ``task="segment"``, a Roboflow "COCO Segmentation" export's masks).
 
     Raises:
         DataError: as ``read_coco``, or no split folder with an annotation file.
-        ValueError: a task other than detect.
+        ValueError: a task other than detect or segment.
     """
-    if task not in (None, "detect"):
-        raise ValueError(f"the roboflow-coco format holds detect examples, not {task!r}")
+    if task not in (None, "detect", "segment"):
+        raise ValueError(f"the roboflow-coco format holds detect or segment examples, not {task!r}")
     folders = split_folders(src, ROBOFLOW_COCO_FILE)
     if not folders:
         raise DataError(src, None, None, f"no {{train,valid,test}}/{ROBOFLOW_COCO_FILE} found (Roboflow coco export)")
@@ -78,7 +80,7 @@ def read_roboflow_coco(src: Path, store: ImageStore, *, task: str | None = None)
         _SplitFile(split, folder.name, folder / ROBOFLOW_COCO_FILE, _load(folder / ROBOFLOW_COCO_FILE), folder, (".",))
         for split, folder in folders.items()
     ]
-    return _convert(src, files, store, "detect")
+    return _convert(src, files, store, task or "detect")
 
 
 def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str) -> Converted:
@@ -87,12 +89,13 @@ def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str) -
     crowd: dict[str, int] = {}
     info: dict[str, Any] = {"task": task, "files": {f.split: str(f.path.relative_to(src)) for f in files}}
     entry = get_task(task)
-    boxed = entry.target == "boxes"  # instances files hold boxes, captions files text
+    boxed = entry.target in ("boxes", "masks")  # instances files hold boxes and masks, captions files text
     if boxed:
         used, unused = _used_labels(files)
         info["unused_categories"] = unused
+        prefix = segment_prefix(used) if entry.target == "masks" else detect_prefix(used)
         for f in files:
-            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, entry, detect_prefix(used))
+            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, entry, prefix)
     else:
         for f in files:
             splits[f.split], skipped[f.split] = _captions(f, store, entry)
@@ -215,7 +218,7 @@ def _box(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[int, int
 def _detection(f: _SplitFile, store: ImageStore, task: Task, prefix: str) -> tuple[list[Example], int, int]:
     """Examples of one detection file, the number of images skipped and of crowd regions."""
     categories, images = _categories(f), _images(f)
-    boxes: dict[int, list[list[Any]]] = {}
+    objects: dict[int, list[Any]] = {}
     crowd = 0
     for k, annotation in enumerate(f.data["annotations"]):
         i = _lookup(f, k, annotation, "image_id", images)
@@ -223,15 +226,34 @@ def _detection(f: _SplitFile, store: ImageStore, task: Task, prefix: str) -> tup
             crowd += 1
             continue
         label = _lookup(f, k, annotation, "category_id", categories)
-        image = f.data["images"][i]
-        boxes.setdefault(i, []).append(_box(f, k, annotation, (image["width"], image["height"]), label))
+        size = (f.data["images"][i]["width"], f.data["images"][i]["height"])
+        box = _box(f, k, annotation, size, label)
+        objects.setdefault(i, []).append(_mask_object(f, k, annotation, size, box) if task.target == "masks" else box)
     examples: list[Example] = []
-    for i in sorted(boxes):
+    for i in sorted(objects):
         stored, size = _store_image(f, i, store)
-        suffix = task.render_suffix(boxes[i], size)
+        suffix = task.render_suffix(objects[i], size)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"
-        examples.append(Example(stored, prefix, suffix, task.name, example_id, boxes=boxes[i]))
-    return examples, len(images) - len(boxes), crowd
+        example = Example(stored, prefix, suffix, task.name, example_id, **{task.target: objects[i]})
+        examples.append(example)
+    return examples, len(images) - len(objects), crowd
+
+
+def _mask_object(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[int, int], box: list[Any]) -> Any:
+    """An instance as a ``segment`` object: its annotation box, label and mask (compressed RLE)."""
+    from data.masks import decode_mask, encode_rle
+
+    field = f"annotations[{k}].segmentation"
+    if not annotation.get("segmentation"):  # Roboflow's box-only exports write "segmentation": []
+        raise DataError(f.path, None, field, "missing or empty: the segment task needs each instance's mask")
+    width, height = size
+    try:
+        mask = decode_mask(annotation["segmentation"], height, width)
+    except ValueError as err:
+        raise DataError(f.path, None, field, str(err)) from None
+    if not mask.any():
+        raise DataError(f.path, None, field, "the mask is empty (no pixel inside)")
+    return {"box": box[:4], "label": box[4], "mask": encode_rle(mask)}
 
 
 def _captions(f: _SplitFile, store: ImageStore, task: Task) -> tuple[list[Example], int]:

@@ -50,6 +50,7 @@ class Sample:
     answers: list[str] = field(default_factory=list)
     boxes: list[list[Any]] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
+    masks: list[dict[str, Any]] = field(default_factory=list)
 
 
 Draw = Callable[[random.Random, int], Sample]
@@ -138,6 +139,7 @@ def _write_example(
         answers=sample.answers,
         boxes=sample.boxes,
         fields=sample.fields,
+        masks=sample.masks,
     )
 
 

@@ -25,7 +25,7 @@ NUMBER_WORDS = ("zero", "one", "two", "three")
 Box = tuple[int, int, int, int]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple[int, int, int] | int) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: Box, fill: tuple[int, int, int] | int) -> None:
     x0, y0, x1, y1 = box
     if shape == "circle":
         draw.ellipse(box, fill=fill)
@@ -46,7 +46,7 @@ def _place(rng: random.Random, size: int, taken: list[tuple[int, int, int, int]]
     return box
 
 
-def _layout(rng: random.Random, size: int, count: int, gap: int = 2) -> list[Box]:
+def layout(rng: random.Random, size: int, count: int, gap: int = 2) -> list[Box]:
     """``count`` squares apart from each other by ``gap`` pixels, each inside the image.
 
     A box covers pixels ``x0..x1`` inclusive (PIL's convention when drawing), so the pixels
@@ -81,13 +81,13 @@ def render_shapes_vqa_example(rng: random.Random, size: int) -> tuple[Image.Imag
     draw = ImageDraw.Draw(image)
     if rng.random() < 0.5:
         shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-        _draw_shape(draw, shape, _place(rng, size, []), COLOURS[colour])
+        draw_shape(draw, shape, _place(rng, size, []), COLOURS[colour])
         return image, f"what colour is the {shape}?", colour
     count, colour = rng.randint(1, 4), rng.choice(list(COLOURS))
     taken: list[tuple[int, int, int, int]] = []
     for _ in range(count):
         taken.append(_place(rng, size, taken))
-        _draw_shape(draw, rng.choice(SHAPES), taken[-1], COLOURS[colour])
+        draw_shape(draw, rng.choice(SHAPES), taken[-1], COLOURS[colour])
     return image, "how many shapes are there?", str(count)
 
 
@@ -116,8 +116,8 @@ def draw_shapes_caption(rng: random.Random, size: int) -> Sample:
     image = light_background(rng, size)
     draw = ImageDraw.Draw(image)
     count, colour, shape = rng.randint(1, 3), rng.choice(list(COLOURS)), rng.choice(SHAPES)
-    for box in _layout(rng, size, count):
-        _draw_shape(draw, shape, box, COLOURS[colour])
+    for box in layout(rng, size, count):
+        draw_shape(draw, shape, box, COLOURS[colour])
     captions = caption_phrasings(count, colour, shape)
     task = get_task("caption")
     return Sample(image, task.prefix(), task.render_suffix(captions[0]), answers=captions)
@@ -132,11 +132,11 @@ def draw_shapes_detect(rng: random.Random, size: int) -> Sample:
     image = light_background(rng, size)
     draw = ImageDraw.Draw(image)
     placed: list[tuple[int, int, int, int, str]] = []
-    for box in _layout(rng, size, rng.randint(1, 3)):
+    for box in layout(rng, size, rng.randint(1, 3)):
         shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-        _draw_shape(draw, shape, box, COLOURS[colour])
+        draw_shape(draw, shape, box, COLOURS[colour])
         mask = Image.new("L", (size, size), 0)
-        _draw_shape(ImageDraw.Draw(mask), shape, box, 255)
+        draw_shape(ImageDraw.Draw(mask), shape, box, 255)
         x0, y0, x1, y1 = mask.getbbox() or box  # the pixels the shape covers, right and bottom exclusive
         placed.append((x0, y0, x1, y1, shape))
     boxes: list[list[int | str]] = [list(b) for b in sorted(placed, key=lambda b: (b[1], b[0]))]

@@ -108,5 +108,5 @@ def test_first_params_give_the_reading_tasks_ten_times_the_images(tmp_path: Path
 
     ensure_pipeline(tmp_path)
     sizes = {task: params["train"] for task, params in read_params(tmp_path).items()}
-    assert {task for task, size in sizes.items() if size == 20_000} == {"ocr", "docvqa", "extract", "detect"}
+    assert {task for task, size in sizes.items() if size == 20_000} == {"ocr", "docvqa", "extract", "detect", "segment"}
     assert sizes["vqa"] == sizes["chartqa"] == sizes["caption"] == 2000

@@ -15,11 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_table_holds_every_task_once() -> None:
-    assert sorted(TASKS) == ["caption", "chartqa", "detect", "docvqa", "extract", "ocr", "vqa"]
+    assert sorted(TASKS) == ["caption", "chartqa", "detect", "docvqa", "extract", "ocr", "segment", "vqa"]
     assert get_task("docvqa").prefix(question="What is the total?") == "answer en What is the total?"
     assert get_task("caption").prefix() == "caption en"
     with pytest.raises(KeyError, match="known tasks: caption, chartqa"):
-        get_task("segment")
+        get_task("pose")
 
 
 @pytest.mark.parametrize("name", ["caption", "vqa", "docvqa", "chartqa", "ocr"])

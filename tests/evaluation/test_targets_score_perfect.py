@@ -66,6 +66,12 @@ def test_synthetic_targets_score_perfect(tmp_path: Path, task: str) -> None:
         assert result.metrics["bleu4"] == bleu4
         assert result.metrics["rouge_l"] == rouge_l == pytest.approx(1.0)
         return
+    if task == "segment":
+        # The codes describe each mask through the codec: a box of 4 location bins and a 4x4
+        # grid of codes is close to, not exactly, the drawn mask.
+        assert result.metrics["miou"] > 0.95 and min(result.scores) > 0.85
+        assert result.metrics["invalid"] == 0.0 and result.metrics["segm_ap50"] == 1.0
+        return
     assert result.metrics[primary] == 1.0
     assert result.scores == [1.0] * len(examples)
     if task == "ocr":
