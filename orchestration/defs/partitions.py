@@ -39,7 +39,12 @@ OWNERS = ["team:ml-platform"]
 
 
 def task_asset(*, group: str, kinds: set[str], code_version: str, **kwargs: Any) -> Any:
-    """``@asset`` for a stage of the lifecycle: partitioned by task, owned by the platform team."""
+    """``@asset`` for a stage of the lifecycle: partitioned by task, owned by the platform team.
+
+    Its checks are partitioned by task too, so the UI reports each task's check result, not
+    whichever task ran last."""
+    if "check_specs" in kwargs:
+        kwargs["check_specs"] = [spec._replace(partitions_def=task_partitions) for spec in kwargs["check_specs"]]
     return asset(
         partitions_def=task_partitions,
         owners=OWNERS,

@@ -80,3 +80,19 @@ def test_the_retrain_cron_is_configurable() -> None:
     env = {"PATH": "/usr/bin:/bin", "PALITUNE_RETRAIN_CRON": "30 1 * * 0"}
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "30 1 * * 0"
+
+
+def test_a_check_result_belongs_to_its_task_partition(tmp_path: Path) -> None:
+    """Asset checks are partitioned as their assets: each task's result is its own."""
+    from dagster import AssetCheckKey, AssetKey, DagsterEventType, EventRecordsFilter
+
+    workspace = WorkspaceResource(root=str(tmp_path))
+    ensure_repo(tmp_path, tmp_path / "dvc-remote")
+    set_params(tmp_path, "vqa", seed=0, sizes=TINY, image_size=32)
+    with DagsterInstance.ephemeral() as instance:
+        resources = {"workspace": workspace, "dvc": DvcResource()}
+        assert materialize([raw_dataset], partition_key="vqa", resources=resources, instance=instance).success
+        records = instance.get_event_records(EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION))
+        (evaluation,) = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+        assert evaluation.asset_check_key == AssetCheckKey(AssetKey("raw_dataset"), "dataset_is_valid")
+        assert evaluation.passed and evaluation.partition == "vqa"
