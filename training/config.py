@@ -127,7 +127,12 @@ class RunConfig(BaseModel):
     resume: bool = Field(True, description="Resume from the latest checkpoint in output_dir when there is one.")
     eval_every: int = Field(0, ge=0, description="Score the validation split every N steps (0: never).")
     eval_examples: int = Field(64, gt=0, description="Validation examples scored each time.")
-    max_new_tokens: int = Field(32, gt=0, description="Generation length for validation scoring.")
+    max_new_tokens: int | None = Field(
+        None,
+        gt=0,
+        description="Generation budget of validation scoring; unset: the task's own (data.tasks), the budget "
+        "test and serving generate with.",
+    )
     num_threads: int = Field(0, ge=0, description="torch threads on CPU; 0 keeps torch's default.")
     experiment: str = Field("palitune", description="MLflow experiment name.")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("data", "training", "evaluation", "registry", "orchestration", "palitune")
+PACKAGES = ("data", "models", "training", "evaluation", "registry", "orchestration", "palitune")
 CODE = [p for d in (*PACKAGES, "benchmarks") for p in sorted((REPO / d).rglob("*.py"))]
 # Ways to unpickle (which runs whatever the file says) or to run a checkpoint's own code.
 FORBIDDEN = {

@@ -14,26 +14,28 @@ import os
 import sys
 from pathlib import Path
 
+import training.setup_steps as setup_steps
 import training.train as entry
+from training.loop import RunState
 
 OUT = Path(sys.argv[1])
 SEEN: list[str] = []
 WEIGHTS: dict[str, str] = {}
 
 
-class _RecordingCollator(entry.TrainCollator):
+class _RecordingCollator(setup_steps.TrainCollator):
     def __call__(self, examples):  # type: ignore[no-untyped-def]
         SEEN.extend(e.id for e in examples)
         return super().__call__(examples)
 
 
-_run = entry._Loop.run
+_train_loop = entry.train_loop
 
 
-def _recording_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-    loss = _run(self, *args, **kwargs)
+def _recording_loop(run: RunState) -> float:
+    loss = _train_loop(run)
     digest = hashlib.sha256()
-    for name, param in sorted(self.accelerator.unwrap_model(self.model).named_parameters()):
+    for name, param in sorted(run.accelerator.unwrap_model(run.model).named_parameters()):
         if param.requires_grad:
             digest.update(name.encode())
             digest.update(param.detach().cpu().float().numpy().tobytes())
@@ -41,8 +43,8 @@ def _recording_run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
     return loss
 
 
-entry.TrainCollator = _RecordingCollator  # type: ignore[misc]
-entry._Loop.run = _recording_run  # type: ignore[method-assign]
+setup_steps.TrainCollator = _RecordingCollator  # type: ignore[misc]
+entry.train_loop = _recording_loop
 
 if __name__ == "__main__":
     code = entry.main(sys.argv[sys.argv.index("--") + 1 :])

@@ -10,8 +10,9 @@ import torch
 import yaml
 
 from models.presets import PRESETS, preset_for
-from training.config import ConfigError, Method, RunConfig, config_fields, load_config
-from training.train import build_parser, check_runtime, config_from_args
+from training.config import ConfigError, Method, RunConfig, config_fields, config_from_args, load_config
+from training.preflight import check_runtime
+from training.train import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in {"accelerate", "dagster"})
@@ -96,3 +97,21 @@ def test_qlora_and_fp16_are_refused_on_a_cpu_before_any_work(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="qlora"):  # through the entry point: nothing built or written
         train(RunConfig(method=Method.QLORA), Workspace(tmp_path))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_generates_with_the_tasks_budget_unless_the_config_sets_one(
+    tiny_base: Path, small_vqa: Path
+) -> None:
+    from data.tasks import get_task
+    from models.loading import load_processor
+    from training.loop import Validation
+
+    processor = load_processor(str(tiny_base))
+    assert RunConfig().max_new_tokens is None
+    default = Validation(RunConfig(task="vqa"), processor, small_vqa)
+    assert default.max_new_tokens == get_task("vqa").max_new_tokens  # what test and serving generate with
+    assert (
+        Validation(RunConfig(task="detect"), processor, small_vqa).max_new_tokens == get_task("detect").max_new_tokens
+    )
+    assert get_task("detect").max_new_tokens != get_task("vqa").max_new_tokens, "the budget follows the task"
+    assert Validation(load_config(None, ["max_new_tokens=4"]), processor, small_vqa).max_new_tokens == 4

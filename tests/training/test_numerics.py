@@ -22,9 +22,10 @@ from data.synthetic import SplitSizes, write_synthetic
 from models.loading import AttnImplementation, ModelError, attention_implementations, load_base
 from training.collate import TrainCollator
 from training.config import ConfigError, Method, RunConfig
+from training.loop import Window, accumulate
 from training.loss import supervised_positions, supervised_token_count, token_loss_sum
 from training.peft_setup import prepare_model
-from training.train import _Loop, _Window, check_runtime
+from training.preflight import check_runtime
 
 
 def _batch(tiny_base: Path, data: Path, n: int = 6) -> dict[str, Any]:
@@ -93,8 +94,7 @@ class _Rank:
 
 
 def _accumulate(model: torch.nn.Module, accelerator: Any, micro_batches: list[dict[str, Any]]) -> None:
-    loop = _Loop(accelerator, model, None, None, None, None, RunConfig(), Path("."), None, None)  # type: ignore[arg-type]
-    loop.accumulate(micro_batches, _Window(image_token_id=-1))
+    accumulate(accelerator, model, micro_batches, Window(image_token_id=-1))
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_the_batch_they_make_up(tiny_base: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from models.generation import prompt_batch
 from models.images import open_image
 from models.loading import load_processor
 from training.collate import TrainCollator
-from training.train import PreflightError, preflight
+from training.preflight import PreflightError, preflight
 
 TOKENS = 16  # the tiny base's image tokens
 
