@@ -1,9 +1,29 @@
-"""What a model version is traced to: code, data, base model and config."""
+"""What a model version is traced to: code, data, base model and config.
+
+Every tag palitune writes on a run or a model version is named here, once.
+"""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+
+TAG_PREFIX = "palitune."
+TASK_TAG = "palitune.task"
+DATASET_TAG = "palitune.dataset_hash"
+BASE_MODEL_TAG = "palitune.base_model"
+CONFIG_HASH_TAG = "palitune.config_hash"
+GIT_COMMIT_TAG = "palitune.git_commit"
+GIT_DIRTY_TAG = "palitune.git_dirty"
+DAGSTER_RUN_TAG = "palitune.dagster_run_id"
+METRIC_TAG_PREFIX = "palitune.metric."
+PROMOTION_TAG_PREFIX = "palitune.promotion."
+LAST_CHALLENGE_TAG = PROMOTION_TAG_PREFIX + "last_challenge"
+PROMOTION_REASON_TAG = PROMOTION_TAG_PREFIX + "reason"
+ROLLBACK_TAG = "palitune.rollback"
+UNVERSIONED = "unversioned"  # the dataset tag of a run trained on a folder DVC does not track
+DEFAULT_BASE = "tiny"  # the base of a version whose tags name none
 
 
 def git_state(repo: Path | None = None) -> tuple[str, bool]:
@@ -38,13 +58,35 @@ def lineage_tags(
     """Tags every run and model version carries."""
     commit, dirty = git_state(repo)
     tags = {
-        "palitune.task": task,
-        "palitune.dataset_hash": dataset_hash or "unversioned",
-        "palitune.base_model": base_model,
-        "palitune.config_hash": config_hash,
-        "palitune.git_commit": commit,
-        "palitune.git_dirty": str(dirty).lower(),
+        TASK_TAG: task,
+        DATASET_TAG: dataset_hash or UNVERSIONED,
+        BASE_MODEL_TAG: base_model,
+        CONFIG_HASH_TAG: config_hash,
+        GIT_COMMIT_TAG: commit,
+        GIT_DIRTY_TAG: str(dirty).lower(),
     }
     if dagster_run_id:
-        tags["palitune.dagster_run_id"] = dagster_run_id
+        tags[DAGSTER_RUN_TAG] = dagster_run_id
     return tags
+
+
+def version_tags(run_tags: Mapping[str, str], metrics: Mapping[str, float]) -> dict[str, str]:
+    """The tags a new model version carries: the palitune tags of the run that trained it
+    (its lineage) and its metrics, as ``palitune.metric.<task>/<split>/<metric>``.
+
+    Args:
+        run_tags: every tag of the MLflow run; tags not written by palitune are left out.
+        metrics: the fine-tuned model's metrics by name.
+    """
+    tags = {key: value for key, value in run_tags.items() if key.startswith(TAG_PREFIX)}
+    return {**tags, **{METRIC_TAG_PREFIX + key: f"{value:.6g}" for key, value in metrics.items()}}
+
+
+def metric_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The metrics recorded in a version's ``tags``, by metric name (the prefix removed)."""
+    return {k.removeprefix(METRIC_TAG_PREFIX): v for k, v in tags.items() if k.startswith(METRIC_TAG_PREFIX)}
+
+
+def base_model_of(tags: Mapping[str, str]) -> str:
+    """The base model reference a version's ``tags`` name (``tiny`` when they name none)."""
+    return tags.get(BASE_MODEL_TAG, DEFAULT_BASE)

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from registry.errors import RegistryError, UnknownModelError
+from registry.lineage import base_model_of
 
 CHAMPION, CHALLENGER, PREVIOUS_CHAMPION = "champion", "challenger", "previous-champion"
 ADAPTER_ARTIFACT = "adapter"
@@ -63,7 +64,7 @@ def log_pyfunc(
     signature = ModelSignature(
         inputs=Schema([ColSpec("string", "image"), ColSpec("string", "prompt")]), outputs=Schema([ColSpec("string")])
     )
-    with _global_tracking_uri(client), mlflow.start_run(run_id=run_id):
+    with global_tracking_uri(client), mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=PYFUNC_NAME,
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
@@ -77,7 +78,7 @@ def log_pyfunc(
 
 
 @contextlib.contextmanager
-def _global_tracking_uri(client: MlflowClient) -> Iterator[None]:
+def global_tracking_uri(client: MlflowClient) -> Iterator[None]:
     """Point MLflow's global tracking URI at ``client``'s store for the duration: fluent
     logging, and the registry resolving a ``models:/m-...`` source, both read the global."""
     import mlflow
@@ -118,12 +119,12 @@ def register_adapter(
     """
     with _registry_step(client, name, "uploading the adapter"):
         client.log_artifacts(run_id, str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
-    base_model = tags.get("palitune.base_model", "tiny")
+    base_model = base_model_of(tags)
     with _registry_step(client, name, "logging the pyfunc model"):
         source = log_pyfunc(
             client, run_id, adapter_dir, base_model=base_model, prompt=prompt, max_new_tokens=max_new_tokens
         )
-    with model_lock(client, name), _global_tracking_uri(client):
+    with model_lock(client, name), global_tracking_uri(client):
         with _registry_step(client, name, "creating the version"):
             try:
                 client.create_registered_model(name, description="palitune adapters; alias 'champion' serves.")

@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.tracking import MlflowClient
 
 from evaluation.compare import compare
 from evaluation.report import EvaluationReport
+from registry.lineage import LAST_CHALLENGE_TAG, PROMOTION_TAG_PREFIX, ROLLBACK_TAG
 from registry.models import CHAMPION, PREVIOUS_CHAMPION, model_lock, version_by_alias
+
+
+def _gate(default: Any, help_text: str, **extra: Any) -> Any:
+    """A policy field that users set (a ``palitune registry promote`` flag, a Dagster config
+    field), ``help_text`` its help in both; ``extra`` (``flag``, ``metavar``, ``example``)
+    shapes the flag when its name or value is not the field's plain one."""
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata={"help": help_text, **extra})
+    return field(default=default, metadata={"help": help_text, **extra})
 
 
 @dataclass(frozen=True)
 class PromotionPolicy:
     """When a challenger may take ``champion``. All three gates must pass.
+
+    The gates (the fields with help text) are declared here only: the flags of ``palitune
+    registry promote`` and the config of the Dagster ``champion`` asset derive from them
+    (``policy_gates``).
 
     Attributes:
         margin: the lower bound of the paired-bootstrap interval of the gain (challenger
@@ -30,17 +47,58 @@ class PromotionPolicy:
         confidence, resamples, seed: of the paired bootstrap (``evaluation.compare``).
     """
 
-    margin: float = 0.0
-    slice_tolerance: float = 0.05
-    min_slice_examples: int = 20
-    floors: dict[str, float] = field(default_factory=dict)
+    margin: float = _gate(0.0, "the gain's CI lower bound must exceed this")
+    slice_tolerance: float = _gate(0.05, "largest mean loss allowed on a slice")
+    min_slice_examples: int = _gate(20, "smaller slices are not judged")
+    floors: dict[str, float] = _gate(
+        {}, "absolute minimum", flag="--floor", metavar="METRIC=VALUE", example="vqa_accuracy=0.5"
+    )
     confidence: float = 0.95
     resamples: int = 10_000
     seed: int = 0
 
+    @classmethod
+    def from_gates(cls, values: Mapping[str, Any]) -> PromotionPolicy:
+        """A policy with the gates in ``values`` (by field name) and the other fields' defaults.
+
+        Raises:
+            ValueError: a name in ``values`` that is not a gate; the message lists the gates.
+        """
+        names = [gate.name for gate in policy_gates()]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"promotion policy: {', '.join(unknown)}: not a gate (gates: {', '.join(names)})")
+        chosen: dict[str, Any] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in values.items()}
+        return cls(**chosen)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One user-set field of ``PromotionPolicy``: its name, type, default and help text."""
+
+    name: str
+    type: Any
+    default: Any
+    help: str
+    metadata: Mapping[str, Any]
+
+
+def policy_gates() -> list[Gate]:
+    """The gates of ``PromotionPolicy`` in declaration order, with their resolved types."""
+    hints = typing.get_type_hints(PromotionPolicy)
+    gates = []
+    for spec in dataclasses.fields(PromotionPolicy):
+        if "help" in spec.metadata:
+            factory = spec.default_factory
+            default = spec.default if factory is dataclasses.MISSING else factory()
+            gates.append(Gate(spec.name, hints[spec.name], default, spec.metadata["help"], spec.metadata))
+    return gates
+
 
 @dataclass(frozen=True)
 class Decision:
+    """What a promotion concluded: the scores compared, the paired gain's interval, and why."""
+
     promote: bool
     metric: str
     challenger: float
@@ -53,16 +111,18 @@ class Decision:
     failures: tuple[str, ...] = ()
 
     def as_tags(self) -> dict[str, str]:
-        return {
-            "palitune.promotion.decision": "promoted" if self.promote else "rejected",
-            "palitune.promotion.metric": self.metric,
-            "palitune.promotion.challenger": f"{self.challenger:.6g}",
-            "palitune.promotion.baseline": f"{self.baseline:.6g}",
-            "palitune.promotion.baseline_kind": self.baseline_kind,
-            "palitune.promotion.gain_ci": f"[{self.ci_low:.6g}, {self.ci_high:.6g}]",
-            "palitune.promotion.p_value": f"{self.p_value:.4g}",
-            "palitune.promotion.reason": self.reason,
+        """The decision as model version tags, ``palitune.promotion.<field>``."""
+        fields = {
+            "decision": "promoted" if self.promote else "rejected",
+            "metric": self.metric,
+            "challenger": f"{self.challenger:.6g}",
+            "baseline": f"{self.baseline:.6g}",
+            "baseline_kind": self.baseline_kind,
+            "gain_ci": f"[{self.ci_low:.6g}, {self.ci_high:.6g}]",
+            "p_value": f"{self.p_value:.4g}",
+            "reason": self.reason,
         }
+        return {PROMOTION_TAG_PREFIX + key: value for key, value in fields.items()}
 
 
 def decide(
@@ -70,7 +130,6 @@ def decide(
     baseline: EvaluationReport,
     baseline_kind: str,
     *,
-    margin: float = 0.0,
     policy: PromotionPolicy | None = None,
 ) -> Decision:
     """Judge the challenger against the baseline, both scored on the same examples.
@@ -81,7 +140,7 @@ def decide(
     Raises:
         ValueError: when the two reports were not scored on the same examples.
     """
-    policy = policy or PromotionPolicy(margin=margin)
+    policy = policy or PromotionPolicy()
     if [p.id for p in challenger.predictions] != [p.id for p in baseline.predictions] or (
         challenger.dataset_hash != baseline.dataset_hash
     ):
@@ -143,7 +202,6 @@ def run_promotion(
     untrained: EvaluationReport | Callable[[], EvaluationReport],
     evaluate_version: ChampionEvaluator,
     *,
-    margin: float = 0.0,
     policy: PromotionPolicy | None = None,
 ) -> tuple[Decision, str | None]:
     """Compare the new version with the current champion on the challenger's test set.
@@ -156,7 +214,7 @@ def run_promotion(
     Returns:
         The decision and the champion version afterwards.
     """
-    policy = policy or PromotionPolicy(margin=margin)
+    policy = policy or PromotionPolicy()
     with model_lock(client, name):  # read champion, judge, move aliases: one step
         current = version_by_alias(client, name, CHAMPION)
         if current is None or str(current.version) == version:
@@ -172,7 +230,7 @@ def run_promotion(
             client.set_model_version_tag(
                 name,
                 str(current.version),
-                "palitune.promotion.last_challenge",
+                LAST_CHALLENGE_TAG,
                 f"{verdict} v{version}: {decision.reason}",
             )
         return decision, holder
@@ -197,6 +255,6 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
         new, old = str(previous.version), str(current.version)
         client.set_registered_model_alias(name, CHAMPION, new)
         client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old)
-        client.set_model_version_tag(name, new, "palitune.rollback", f"champion again, replacing v{old}")
-        client.set_model_version_tag(name, old, "palitune.rollback", f"rolled back to v{new}")
+        client.set_model_version_tag(name, new, ROLLBACK_TAG, f"champion again, replacing v{old}")
+        client.set_model_version_tag(name, old, ROLLBACK_TAG, f"rolled back to v{new}")
         return new, old

@@ -64,3 +64,46 @@ def export_merged(base_ref: str, adapter_dir: Path, out_dir: Path) -> Path:
         merged.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
     return Path(out_dir)
+
+
+def predict_registered(tracking_uri: str, model_uri: str, images: Sequence[str], prompts: Sequence[str]) -> list[str]:
+    """Load ``model_uri`` (``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/...``)
+    from the store at ``tracking_uri`` as MLflow pyfunc, as any consumer does, and answer
+    ``prompts`` about ``images`` (one prompt per image).
+
+    Raises:
+        UnknownModelError: a ``models:/`` URI whose model, alias or version the store lacks.
+    """
+    import mlflow
+    import pandas as pd
+
+    from registry.models import global_tracking_uri, resolve_version
+    from registry.tracking import client_for
+
+    client = client_for(tracking_uri)
+    if model_uri.startswith("models:/"):
+        resolve_version(client, model_uri)  # an unknown name or alias, said plainly
+    with global_tracking_uri(client):
+        model = mlflow.pyfunc.load_model(model_uri)
+    return list(model.predict(pd.DataFrame({"image": list(images), "prompt": list(prompts)})))
+
+
+def export_version(tracking_uri: str, ref: str, models_dir: Path, out_dir: Path) -> Path:
+    """The adapter of version ``ref`` (``NAME@ALIAS`` or ``NAME@VERSION``) merged into the base
+    its tags name (``export_merged``), written to ``out_dir``.
+
+    Raises:
+        UnknownModelError: no such model, alias or version.
+    """
+    import tempfile
+
+    from models.loading import resolve_base
+    from registry.lineage import base_model_of
+    from registry.models import download_adapter, resolve_version
+    from registry.tracking import client_for
+
+    client = client_for(tracking_uri)
+    version = resolve_version(client, ref)
+    with tempfile.TemporaryDirectory(prefix="palitune-export-") as scratch:
+        adapter = download_adapter(client, version, Path(scratch))
+        return export_merged(resolve_base(base_model_of(version.tags), models_dir), adapter, out_dir)

@@ -6,11 +6,19 @@ import os
 from pathlib import Path
 
 from filelock import FileLock
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from evaluation.report import EvaluationReport
+
+# The labels an evaluation of a run is logged under: the fine-tuned model, and the untrained
+# base scored on the same split (``log_evaluation``).
+FINETUNED, UNTRAINED = "finetuned", "untrained"
+
+# The client type of the tracking and registry store, for type hints outside this package
+# (only ``registry`` imports MLflow's client module).
+RegistryClient = MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # palitune logs its models as code and loads none that pickles: refuse pickled models (a
@@ -65,14 +73,26 @@ def log_evaluation(client: MlflowClient, run_id: str, report: EvaluationReport, 
     client.log_artifacts(run_id, str(report.write(folder)), artifact_path=f"evaluation/{label}")
 
 
-def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
-    client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+def run_tags(client: MlflowClient, run_id: str) -> dict[str, str]:
+    """Every tag of run ``run_id``."""
+    return dict(client.get_run(run_id).data.tags)
 
 
-def set_tags(client: MlflowClient, run_id: str, tags: dict[str, str]) -> None:
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+def logged_evaluation(client: MlflowClient, run_id: str, *, label: str) -> dict[str, float]:
+    """The metrics ``log_evaluation`` logged on run ``run_id`` under ``label``, by
+    ``<task>/<split>/<metric>`` (the label removed)."""
+    metrics = client.get_run(run_id).data.metrics
+    return {k.removeprefix(f"{label}/"): v for k, v in metrics.items() if k.startswith(f"{label}/")}
 
 
-def run_url(tracking_uri: str, run_id: str, experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
-    """Where the run shows in an MLflow UI started on this tracking store."""
+def run_url(tracking_uri: str, run_id: str, experiment_id: str) -> str:
+    """Where the run shows in an MLflow UI: the tracking server itself, or, for a local
+    store, the UI ``make mlflow-ui`` starts on it (``http://127.0.0.1:5000``)."""
+    ui = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def run_link(client: MlflowClient, run_id: str) -> str:
+    """The page of run ``run_id`` in the MLflow UI of ``client``'s store (``run_url``)."""
+    experiment_id = client.get_run(run_id).info.experiment_id
+    return run_url(str(client.tracking_uri), run_id, str(experiment_id))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from data.versioning import recorded_hash
@@ -46,3 +47,35 @@ def test_ingest_validate_version_checkout(tmp_path: Path, monkeypatch, capsys) -
     err = capsys.readouterr().err
     assert err.startswith("palitune: error: ") and f"{dataset / 'test.jsonl'}:1: image: " in err
     assert recorded_hash(dataset) == digest  # the last good version stays recorded
+
+
+def test_promote_flags_are_the_policy_gates(capsys) -> None:
+    from palitune.cli import build_parser
+    from registry.promotion import PromotionPolicy, policy_gates
+
+    args = build_parser().parse_args(["registry", "promote", "palitune-vqa"])
+    assert {gate.name: getattr(args, gate.name) for gate in policy_gates()} == {
+        "margin": PromotionPolicy.margin,
+        "slice_tolerance": PromotionPolicy.slice_tolerance,
+        "min_slice_examples": PromotionPolicy.min_slice_examples,
+        "floors": [],
+    }
+    assert main(["registry", "promote", "palitune-vqa", "--floor", "vqa_accuracy=high"]) == 2
+    err = capsys.readouterr().err
+    assert err == "palitune: error: --floor 'vqa_accuracy=high': expected METRIC=NUMBER, e.g. vqa_accuracy=0.5\n"
+
+
+def test_predict_budget_is_the_adapters_task(tmp_path: Path) -> None:
+    from data.tasks import get_task
+    from palitune.cli.predict import FALLBACK_MAX_NEW_TOKENS, adapter_budget
+    from training.config import ConfigError
+    from training.train import RUN_INFO_FILE
+
+    assert adapter_budget(tmp_path) == FALLBACK_MAX_NEW_TOKENS  # trained elsewhere: no run info
+    for task in ("vqa", "detect"):
+        (tmp_path / RUN_INFO_FILE).write_text(json.dumps({"config": {"task": task}}))
+        assert adapter_budget(tmp_path) == get_task(task).max_new_tokens
+    assert get_task("detect").max_new_tokens != FALLBACK_MAX_NEW_TOKENS
+    (tmp_path / RUN_INFO_FILE).write_text(json.dumps({"config": {"task": "poetry"}}))
+    with pytest.raises(ConfigError, match=f"{RUN_INFO_FILE}: config.task: .*poetry"):
+        adapter_budget(tmp_path)

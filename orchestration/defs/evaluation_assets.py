@@ -11,7 +11,7 @@ from evaluation.run import evaluate
 from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
 from orchestration.defs.training_assets import TrainedAdapter
-from registry.tracking import log_evaluation
+from registry.tracking import FINETUNED, UNTRAINED, log_evaluation
 
 FLOORS_CHECK = "metric_floors"
 
@@ -65,9 +65,9 @@ def evaluation_report(
     untrained = evaluate(result.base_model, dataset_version.path)
     client, run_id = mlflow.client(layout), finetuned_adapter.mlflow_run_id
     reports_dir = result.adapter_dir.parent / "evaluation"
-    write_pictures(finetuned, dataset_version.path, reports_dir / "finetuned")
-    log_evaluation(client, run_id, finetuned, reports_dir / "finetuned", label="finetuned")
-    log_evaluation(client, run_id, untrained, reports_dir / "untrained", label="untrained")
+    write_pictures(finetuned, dataset_version.path, reports_dir / FINETUNED)
+    log_evaluation(client, run_id, finetuned, reports_dir / FINETUNED, label=FINETUNED)
+    log_evaluation(client, run_id, untrained, reports_dir / UNTRAINED, label=UNTRAINED)
     metric = finetuned.primary_metric
     yield Output(
         Evaluation(finetuned, untrained),
@@ -77,7 +77,7 @@ def evaluation_report(
             "examples": len(finetuned.predictions),
             "dataset_hash": dataset_version.hash,
             "preview": _preview(finetuned),
-            "report": MetadataValue.path(str(reports_dir / "finetuned")),
+            "report": MetadataValue.path(str(reports_dir / FINETUNED)),
         },
     )
     failures = finetuned.floor_failures(dict(config.floors))

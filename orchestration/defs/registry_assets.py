@@ -1,29 +1,36 @@
 """Registry stage: the new model version and the champion alias."""
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagster import AssetExecutionContext, Config, MetadataValue, Output
+from pydantic import Field, create_model
 
 from data.tasks import get_task
 from data.versioning import DatasetVersion
-from evaluation.report import EvaluationReport
 from orchestration.defs.evaluation_assets import Evaluation
 from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
 from orchestration.defs.retries import TRANSIENT
 from orchestration.defs.training_assets import TrainedAdapter
-from palitune.promote import score_version
-from registry.models import RegisteredVersion, register_adapter
-from registry.promotion import PromotionPolicy, run_promotion
+from registry.challenge import champion_scorer
+from registry.lineage import version_tags
+from registry.models import CHALLENGER, RegisteredVersion, register_adapter
+from registry.promotion import PromotionPolicy, policy_gates, run_promotion
+from registry.tracking import run_tags
 
 
-class PromotionConfig(Config):
-    """The promotion gates (``registry.promotion.PromotionPolicy``)."""
+def _promotion_config() -> type[Config]:
+    """The ``champion`` asset's config: one field per gate of ``PromotionPolicy``, with its
+    default and help text, so the gates are declared once (there)."""
+    fields = {gate.name: (gate.type, Field(default=gate.default, description=gate.help)) for gate in policy_gates()}
+    doc = "The promotion gates (``registry.promotion.PromotionPolicy``)."
+    return create_model("PromotionConfig", __base__=Config, __doc__=doc, **fields)  # type: ignore[call-overload]
 
-    margin: float = 0.0
-    slice_tolerance: float = 0.05
-    min_slice_examples: int = 20
-    floors: dict[str, float] = {}
+
+if TYPE_CHECKING:
+    PromotionConfig = Config
+else:
+    PromotionConfig = _promotion_config()
 
 
 @task_asset(
@@ -43,11 +50,7 @@ def model_version(
     ``challenger``: an MLflow pyfunc model with the lineage, metrics and promotion as tags."""
     layout, run = workspace.layout, finetuned_adapter
     client = mlflow.client(layout)
-    tags = {
-        **client.get_run(run.mlflow_run_id).data.tags,
-        **{f"palitune.metric.{k}": f"{v:.6g}" for k, v in evaluation_report.finetuned.metrics.items()},
-    }
-    tags = {k: v for k, v in tags.items() if k.startswith("palitune.")}
+    tags = version_tags(run_tags(client, run.mlflow_run_id), evaluation_report.finetuned.metrics)
     examples = evaluation_report.finetuned.predictions
     version = register_adapter(
         client,
@@ -63,7 +66,7 @@ def model_version(
         metadata={
             "model": version.name,
             "version": version.version,
-            "alias": "challenger",
+            "alias": CHALLENGER,
             "dataset_hash": dataset_version.hash,
             "uri": f"models:/{version.name}/{version.version}",
             "mlflow_run": MetadataValue.url(mlflow.run_url(layout, run.mlflow_run_id)),
@@ -91,11 +94,7 @@ def champion(
     lower bound of its gain above the margin, no slice regressing, every floor held."""
     layout = workspace.layout
     client = mlflow.client(layout)
-
-    def score_champion(version, scratch: Path) -> EvaluationReport:
-        context.log.info(f"re-scoring champion v{version.version} on dataset {dataset_version.hash}")
-        return score_version(client, version, dataset_version.path, layout.models, scratch)
-
+    score_champion = champion_scorer(client, dataset_version.path, layout.models, announce=context.log.info)
     decision, holder = run_promotion(
         client,
         model_version.name,
@@ -103,12 +102,7 @@ def champion(
         evaluation_report.finetuned,
         evaluation_report.untrained,
         score_champion,
-        policy=PromotionPolicy(
-            margin=config.margin,
-            slice_tolerance=config.slice_tolerance,
-            min_slice_examples=config.min_slice_examples,
-            floors=dict(config.floors),
-        ),
+        policy=PromotionPolicy.from_gates(config.model_dump()),
     )
     state = {
         "model": model_version.name,

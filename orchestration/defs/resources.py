@@ -26,11 +26,10 @@ from dagster import (
     PipesTempFileMessageReader,
     open_pipes_session,
 )
-from mlflow.tracking import MlflowClient
 
 from data.workspace import HOME_ENV, Workspace
 from registry.models import model_name
-from registry.tracking import client_for
+from registry.tracking import RegistryClient, client_for, run_link
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +55,8 @@ class DvcResource(ConfigurableResource):
 
 
 class MlflowResource(ConfigurableResource):
-    """Tracking and registry store; empty means SQLite under the workspace.
+    """Tracking and registry store; empty means the workspace's (``Workspace.tracking_uri``:
+    ``MLFLOW_TRACKING_URI``, else SQLite under the workspace).
 
     Registered models are named ``<registered_model_prefix>-<task>``.
     """
@@ -66,20 +66,20 @@ class MlflowResource(ConfigurableResource):
     registered_model_prefix: str = "palitune"
 
     def uri(self, workspace: Workspace) -> str:
-        return self.tracking_uri or workspace.mlflow_tracking_uri
+        """The tracking URI this resource names, else the workspace's."""
+        return self.tracking_uri or workspace.tracking_uri
 
-    def client(self, workspace: Workspace) -> MlflowClient:
+    def client(self, workspace: Workspace) -> RegistryClient:
+        """A client of the store (``registry.tracking.client_for``)."""
         return client_for(self.uri(workspace))
 
     def model_name(self, task: str) -> str:
+        """The registered model of ``task``: ``<registered_model_prefix>-<task>``."""
         return model_name(task, self.registered_model_prefix)
 
     def run_url(self, workspace: Workspace, run_id: str) -> str:
         """The run's page: on the tracking server itself, or on ``make mlflow-ui`` for a local store."""
-        uri = self.uri(workspace)
-        experiment_id = self.client(workspace).get_run(run_id).info.experiment_id
-        ui = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-        return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+        return run_link(self.client(workspace), run_id)
 
 
 class TrainingLauncher(ConfigurableResource):

@@ -78,9 +78,25 @@ def test_every_instance_config_is_valid_for_dagster(path: Path, tmp_path: Path) 
     config, _ = dagster_instance_config(str(tmp_path))
     assert config["telemetry"] == {"enabled": False}
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {"key": "palitune/task", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
+    # keyed on what every run of a task carries, however it was started
+    assert {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in limits
 
 
 def test_the_demo_run_config_is_valid_for_the_job() -> None:
     run_config = yaml.safe_load((PROJECT_ROOT / "configs" / "dagster" / "run_config.yaml").read_text())
     assert validate_run_config(defs.resolve_job_def("retrain"), run_config)
+
+
+def test_the_champion_config_is_the_promotion_policy_gates() -> None:
+    from orchestration.defs.registry_assets import PromotionConfig
+    from registry.promotion import PromotionPolicy, policy_gates
+
+    fields = defs.resolve_assets_def("champion").op.config_schema.config_type.fields
+    gates = policy_gates()
+    assert list(fields) == [gate.name for gate in gates]
+    for gate in gates:
+        assert fields[gate.name].description == gate.help and fields[gate.name].default_value == gate.default
+    chosen = {"margin": 0.02, "floors": {"vqa_accuracy": 0.5}}
+    assert validate_run_config(defs.resolve_job_def("retrain"), {"ops": {"champion": {"config": chosen}}})
+    policy = PromotionPolicy.from_gates(PromotionConfig(**chosen).model_dump())  # as the asset builds it
+    assert policy == PromotionPolicy(margin=0.02, floors={"vqa_accuracy": 0.5})

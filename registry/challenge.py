@@ -1,16 +1,21 @@
-"""``palitune registry promote``: judge the challenger against the champion, by hand.
+"""A challenge for ``champion``: the challenger and the champion both scored again on the
+challenger's dataset version, then the promotion policy applied.
 
-Both are scored again on the challenger's dataset version, restored by its hash when the
-folder is not in the workspace, so the comparison is paired example by example whatever
-the champion was trained and scored on.
+The dataset version is restored by its hash when the folder is not in the workspace, so the
+comparison is paired example by example whatever the champion was trained and scored on.
+``palitune registry promote`` runs ``challenge``; the Dagster ``champion`` asset, which has
+the challenger's report already, runs ``run_promotion`` with ``champion_scorer``.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from data.schema import DataError
@@ -19,18 +24,40 @@ from data.workspace import Workspace
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
 from models.loading import resolve_base
+from registry.lineage import DATASET_TAG, base_model_of
 from registry.models import CHALLENGER, download_adapter, version_by_alias
-from registry.promotion import Decision, PromotionPolicy, run_promotion
+from registry.promotion import ChampionEvaluator, Decision, PromotionPolicy, run_promotion
 
-DATASET_TAG, BASE_TAG = "palitune.dataset_hash", "palitune.base_model"
+
+@dataclass(frozen=True)
+class Challenge:
+    """The outcome of a challenge: the decision, ``champion`` afterwards, the data scored on."""
+
+    decision: Decision
+    champion: str | None
+    dataset_dir: Path
 
 
 def score_version(
     client: MlflowClient, version: ModelVersion, dataset_dir: Path, models_dir: Path, scratch: Path
 ) -> EvaluationReport:
     """The version's adapter, fetched into ``scratch``, on its base, scored on the test split."""
-    base = resolve_base(version.tags.get(BASE_TAG, "tiny"), models_dir)
+    base = resolve_base(base_model_of(version.tags), models_dir)
     return evaluate(base, dataset_dir, adapter_dir=download_adapter(client, version, scratch))
+
+
+def champion_scorer(
+    client: MlflowClient, dataset_dir: Path, models_dir: Path, *, announce: Callable[[str], None] | None = None
+) -> ChampionEvaluator:
+    """What ``run_promotion`` calls to re-score the champion on ``dataset_dir``; ``announce``
+    (a logger, say) hears which version is scored before the work starts."""
+
+    def score(champion: ModelVersion, scratch: Path) -> EvaluationReport:
+        if announce is not None:
+            announce(f"re-scoring champion v{champion.version} on {dataset_dir}")
+        return score_version(client, champion, dataset_dir, models_dir, scratch)
+
+    return score
 
 
 def dataset_for(ws: Workspace, digest: str) -> Path:
@@ -57,19 +84,24 @@ def resolve_challenger(client: MlflowClient, name: str, version: str | None) -> 
         if found is None:
             raise ValueError(f"{name}: no version holds alias {CHALLENGER!r} (is the model name right?)")
         return found
-    from mlflow.exceptions import MlflowException
-
     try:
         return client.get_model_version(name, version)
     except MlflowException as err:
         raise ValueError(f"{name}: no version {version}") from err
 
 
-def promote(
+def challenge(
     ws: Workspace, client: MlflowClient, name: str, *, version: str | None = None, policy: PromotionPolicy
-) -> tuple[Decision, str | None, Path]:
+) -> Challenge:
     """Score the challenger (and the champion, or the untrained base when there is none) on
     the challenger's test set and move ``champion`` as the policy says.
+
+    Args:
+        ws: the workspace: its models, and where the dataset version is restored.
+        client: the tracking and registry store.
+        name: the registered model (``palitune-vqa``).
+        version: the version to judge; ``None`` means the one holding alias ``challenger``.
+        policy: the promotion gates.
 
     Returns:
         The decision, the champion version afterwards and the dataset folder scored on.
@@ -89,15 +121,10 @@ def promote(
         challenger_report = score_version(client, challenger, dataset_dir, ws.models, Path(scratch))
 
     def untrained() -> EvaluationReport:
-        return evaluate(resolve_base(challenger.tags.get(BASE_TAG, "tiny"), ws.models), dataset_dir)
+        return evaluate(resolve_base(base_model_of(challenger.tags), ws.models), dataset_dir)
 
+    scorer = champion_scorer(client, dataset_dir, ws.models)
     decision, holder = run_promotion(
-        client,
-        name,
-        str(challenger.version),
-        challenger_report,
-        untrained,
-        lambda champion, tmp: score_version(client, champion, dataset_dir, ws.models, tmp),
-        policy=policy,
+        client, name, str(challenger.version), challenger_report, untrained, scorer, policy=policy
     )
-    return decision, holder, dataset_dir
+    return Challenge(decision, holder, dataset_dir)

@@ -1,0 +1,7 @@
+"""``python -m palitune.cli``: the ``palitune`` command."""
+
+import sys
+
+from palitune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,74 @@
+"""``palitune summary`` and ``palitune registry show``: what a person looks at after a run,
+the model versions, their aliases and lineage."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from data.workspace import Workspace
+from palitune.cli.common import Subparsers
+
+
+def add_commands(sub: Subparsers) -> None:
+    """Add ``summary`` to the top-level subparsers ``sub``."""
+    summary = sub.add_parser("summary", help="where to look: MLflow run, model versions, aliases, data")
+    summary.add_argument("--task", default="vqa")
+    summary.set_defaults(func=_summary)
+
+
+def _summary(args: argparse.Namespace, ws: Workspace) -> int:
+    return print_summary(ws, task=args.task)
+
+
+def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
+    """Print the registered versions of ``palitune-<task>``; non-zero if there is no champion."""
+    from registry.lineage import DATASET_TAG, PROMOTION_REASON_TAG
+    from registry.models import CHAMPION, model_name
+    from registry.tracking import UNTRAINED, client_for, logged_evaluation, run_link
+    from registry.versions import list_versions
+
+    uri = ws.tracking_uri
+    client, name = client_for(uri), model_name(task)
+    versions = list_versions(client, name)
+    print(f"workspace        {ws.root}")
+    print(f"MLflow store     {uri}")
+    print(f"  browse it:     .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    print(f"Dagster home     {ws.dagster_home}  (make ui, then http://127.0.0.1:3000)")
+    print(f"registered model {name}: {len(versions)} version(s)")
+    champion = None
+    for v in versions:
+        print(
+            f"  v{v.version:<3} aliases={','.join(v.aliases) or '-':<28} dataset={v.tags.get(DATASET_TAG)} "
+            f"metrics={v.metrics} decision={v.tags.get(PROMOTION_REASON_TAG, '-')}"
+        )
+        if CHAMPION in v.aliases:
+            champion = v
+    if champion is None or champion.run_id is None:
+        print("no champion yet")
+        return 1
+    print(f"champion         models:/{name}@{CHAMPION} = v{champion.version}")
+    print(f"  dataset hash   {champion.tags.get(DATASET_TAG)}")
+    print(f"  MLflow run     {champion.run_id}  {run_link(client, champion.run_id)}")
+    untrained = logged_evaluation(client, champion.run_id, label=UNTRAINED)
+    print(f"  untrained base {', '.join(f'{k}={v:.3f}' for k, v in untrained.items()) or '-'}")
+    return 0
+
+
+def print_lineage(ws: Workspace, name: str) -> int:
+    """Print every version of ``name`` with its aliases and lineage tags; non-zero if none."""
+    from registry.tracking import client_for
+    from registry.versions import list_versions
+
+    uri = ws.tracking_uri
+    versions = list_versions(client_for(uri), name)
+    if not versions:
+        print(f"{name}: no such registered model in {uri}", file=sys.stderr)
+        return 1
+    for v in versions:
+        print(f"{name} v{v.version}  aliases: {', '.join(v.aliases) or '-'}")
+        print(f"  source       {v.source}")
+        print(f"  run          {v.run_id}")
+        for key, value in v.lineage.items():
+            print(f"  {key:<28} {value}")
+    return 0
