@@ -189,7 +189,7 @@ def test_no_core_module_imports_evaluate() -> None:
     core = [p for d in CORE for p in sorted((REPO / d).rglob("*.py")) if modules not in p.parents]
     assert len(core) > 50, "the packages were found"
     assert not [str(p.relative_to(REPO)) for p in core if _imports_evaluate(p)]
-    assert all(_imports_evaluate(modules / name / f"{name}.py") for name in NAMES), "the check sees an import"
+    assert _imports_evaluate(modules / "base.py"), "the check sees an import (every module's class is base's)"
 
 
 def test_importing_the_helper_does_not_import_evaluate() -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-import evaluate
 
-from evaluation.evaluate_modules.records import caption_records, metric_outputs
-from evaluation.score import score_records
+from evaluation.evaluate_modules import base  # the module, not its class: evaluate takes the first Metric it finds
+from evaluation.evaluate_modules.records import caption_records
+from evaluation.score import ScoreResult
 
 _DESCRIPTION = """Corpus caption metrics as the COCO caption evaluation server computes them (pycocoevalcap):
 CIDEr-D (TF-IDF weighted 1-4-gram similarity with clipping and a length penalty, times 10;
@@ -55,22 +55,22 @@ Examples:
 """
 
 
-class Caption(evaluate.Metric):
+def _features() -> datasets.Features:
+    return datasets.Features(
+        {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
+    )
+
+
+class Caption(base.PalituneMetric):
     """palitune's caption metrics (pycocoevalcap's CIDEr-D, BLEU-4, ROUGE-L, METEOR)."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Sequence(datasets.Value("string"))}
-            ),
-            codebase_urls=["https://github.com/salaniz/pycocoevalcap"],
-        )
+    task = "caption"
+    card_description = _DESCRIPTION
+    card_citation = _CITATION
+    card_inputs = _KWARGS_DESCRIPTION
+    columns = staticmethod(_features)
+    to_records = staticmethod(caption_records)
+    links = {"codebase_urls": ["https://github.com/salaniz/pycocoevalcap"]}
 
-    def _compute(
-        self, predictions: list[str], references: list[list[str]], return_details: bool = False
-    ) -> dict[str, Any]:
-        result = score_records("caption", caption_records(predictions, references))
-        return {**metric_outputs(result, return_details=return_details), "tokenizer": result.details["tokenizer"]}
+    def extra_outputs(self, result: ScoreResult) -> dict[str, Any]:
+        return {"tokenizer": result.details["tokenizer"]}

@@ -7,12 +7,8 @@ equal to pycocotools) with ``iouType="bbox"`` (``evaluation.coco_metrics.detecti
 
 from __future__ import annotations
 
-from typing import Any
-
-import evaluate
-
-from evaluation.evaluate_modules.records import detection_features, detection_records, metric_outputs
-from evaluation.score import score_records
+from evaluation.evaluate_modules import base  # the module, not its class: evaluate takes the first Metric it finds
+from evaluation.evaluate_modules.records import detection_features, detection_records
 
 _DESCRIPTION = """COCO detection metrics of PaliGemma's location-token output. Each prediction is the generated
 text of one image; its boxes are decoded from the 1024-bin <locNNNN> tokens (y0 x0 y1 x1,
@@ -51,21 +47,16 @@ Examples:
 """
 
 
-class CocoMap(evaluate.Metric):
+class CocoMap(base.PalituneMetric):
     """palitune's detection metrics (COCO box AP/AR of parsed ``<loc>`` output)."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=detection_features(),
-            reference_urls=["https://cocodataset.org/#detection-eval"],
-            codebase_urls=["https://github.com/cocodataset/cocoapi", "https://github.com/MiXaiLL76/faster_coco_eval"],
-        )
-
-    def _compute(
-        self, predictions: list[str], references: list[dict[str, Any]], return_details: bool = False
-    ) -> dict[str, Any]:
-        result = score_records("detect", detection_records(predictions, references))
-        return metric_outputs(result, return_details=return_details)
+    task = "detect"
+    card_description = _DESCRIPTION
+    card_citation = _CITATION
+    card_inputs = _KWARGS_DESCRIPTION
+    columns = staticmethod(detection_features)
+    to_records = staticmethod(detection_records)
+    links = {
+        "reference_urls": ["https://cocodataset.org/#detection-eval"],
+        "codebase_urls": ["https://github.com/cocodataset/cocoapi", "https://github.com/MiXaiLL76/faster_coco_eval"],
+    }

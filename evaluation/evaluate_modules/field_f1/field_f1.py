@@ -7,13 +7,13 @@ extraction, e.g. CORD and SROIE field F1) and the share of predictions that are 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import datasets
-import evaluate
 
-from evaluation.evaluate_modules.records import answer_records, metric_outputs
-from evaluation.score import score_records
+from evaluation.evaluate_modules import base  # the module, not its class: evaluate takes the first Metric it finds
+from evaluation.evaluate_modules.records import answer_records
 
 _DESCRIPTION = """Field-level scores of a generated JSON object against the target object. A predicted key whose
 value (as text, stripped) equals the target's is a true positive; a wrong value is a false
@@ -46,19 +46,20 @@ Examples:
 """
 
 
-class FieldF1(evaluate.Metric):
+def _features() -> datasets.Features:
+    return datasets.Features({"predictions": datasets.Value("string"), "references": datasets.Value("string")})
+
+
+def _records(predictions: Sequence[str], references: Sequence[str]) -> list[dict[str, Any]]:
+    return answer_records(predictions, [[target] for target in references])
+
+
+class FieldF1(base.PalituneMetric):
     """palitune's extraction metrics: micro field F1, precision, recall, JSON validity."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features(
-                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
-            ),
-        )
-
-    def _compute(self, predictions: list[str], references: list[str], return_details: bool = False) -> dict[str, Any]:
-        records = answer_records(predictions, [[target] for target in references])
-        return metric_outputs(score_records("extract", records), return_details=return_details)
+    task = "extract"
+    card_description = _DESCRIPTION
+    card_citation = _CITATION
+    card_inputs = _KWARGS_DESCRIPTION
+    columns = staticmethod(_features)
+    to_records = staticmethod(_records)

@@ -7,12 +7,7 @@ pooled over the set, over the pooled reference length, as jiwer and torchmetrics
 
 from __future__ import annotations
 
-from typing import Any
-
-import evaluate
-
-from evaluation.evaluate_modules.records import answer_features, answer_records, metric_outputs
-from evaluation.score import score_records
+from evaluation.evaluate_modules import base  # the module, not its class: evaluate takes the first Metric it finds
 
 _DESCRIPTION = """Two views of transcription quality. ocr_exact_match: 1.0 when the stripped prediction equals
 a stripped accepted transcription, case, punctuation and internal whitespace included.
@@ -47,20 +42,11 @@ Examples:
 """
 
 
-class Ocr(evaluate.Metric):
+class Ocr(base.PalituneMetric):
     """palitune's OCR metrics: exact match and corpus CER."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=answer_features(),
-            reference_urls=["https://github.com/jitsi/jiwer"],
-        )
-
-    def _compute(
-        self, predictions: list[str], references: list[list[str]], return_details: bool = False
-    ) -> dict[str, Any]:
-        result = score_records("ocr", answer_records(predictions, references))
-        return metric_outputs(result, return_details=return_details)
+    task = "ocr"
+    card_description = _DESCRIPTION
+    card_citation = _CITATION
+    card_inputs = _KWARGS_DESCRIPTION
+    links = {"reference_urls": ["https://github.com/jitsi/jiwer"]}

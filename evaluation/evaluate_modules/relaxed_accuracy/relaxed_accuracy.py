@@ -7,12 +7,7 @@ match; nothing is stripped (``evaluation.metrics.relaxed_accuracy``).
 
 from __future__ import annotations
 
-from typing import Any
-
-import evaluate
-
-from evaluation.evaluate_modules.records import answer_features, answer_records, metric_outputs
-from evaluation.score import score_records
+from evaluation.evaluate_modules import base  # the module, not its class: evaluate takes the first Metric it finds
 
 _DESCRIPTION = """ChartQA relaxed accuracy, as pix2struct and big_vision compute it. When the prediction and a
 target both parse as numbers (a trailing % divides by 100) and the target is non-zero, the
@@ -44,20 +39,11 @@ Examples:
 """
 
 
-class RelaxedAccuracy(evaluate.Metric):
+class RelaxedAccuracy(base.PalituneMetric):
     """palitune's ChartQA relaxed accuracy (pix2struct's, 5 %, whitespace kept)."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=answer_features(),
-            codebase_urls=["https://github.com/google-research/pix2struct/blob/main/pix2struct/metrics.py"],
-        )
-
-    def _compute(
-        self, predictions: list[str], references: list[list[str]], return_details: bool = False
-    ) -> dict[str, Any]:
-        result = score_records("chartqa", answer_records(predictions, references))
-        return metric_outputs(result, return_details=return_details)
+    task = "chartqa"
+    card_description = _DESCRIPTION
+    card_citation = _CITATION
+    card_inputs = _KWARGS_DESCRIPTION
+    links = {"codebase_urls": ["https://github.com/google-research/pix2struct/blob/main/pix2struct/metrics.py"]}

@@ -8,12 +8,7 @@ evaluator does (``proj/paligemma/transfers/vqa.py``). See ``evaluation.vqa_metri
 
 from __future__ import annotations
 
-from typing import Any
-
-import evaluate
-
-from evaluation.evaluate_modules.records import answer_features, answer_records, metric_outputs
-from evaluation.score import score_records
+from evaluation.evaluate_modules import base  # the module, not its class: evaluate takes the first Metric it finds
 
 _DESCRIPTION = """VQA accuracy of generated answers. With ten or more reference answers, the official VQA
 evaluator: the prediction and answers are normalised (punctuation, number words, articles,
@@ -48,20 +43,11 @@ Examples:
 """
 
 
-class VqaAccuracy(evaluate.Metric):
+class VqaAccuracy(base.PalituneMetric):
     """palitune's VQA accuracy (official evaluator from ten answers, exact match below)."""
 
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=_DESCRIPTION,
-            citation=_CITATION,
-            inputs_description=_KWARGS_DESCRIPTION,
-            features=answer_features(),
-            reference_urls=["https://visualqa.org/evaluation.html", "https://github.com/GT-Vision-Lab/VQA"],
-        )
-
-    def _compute(
-        self, predictions: list[str], references: list[list[str]], return_details: bool = False
-    ) -> dict[str, Any]:
-        result = score_records("vqa", answer_records(predictions, references))
-        return metric_outputs(result, return_details=return_details)
+    task = "vqa"
+    card_description = _DESCRIPTION
+    card_citation = _CITATION
+    card_inputs = _KWARGS_DESCRIPTION
+    links = {"reference_urls": ["https://visualqa.org/evaluation.html", "https://github.com/GT-Vision-Lab/VQA"]}
