@@ -46,8 +46,9 @@ class RegisteredVersion:
 
 def log_pyfunc(
     client: MlflowClient, run_id: str, adapter_dir: Path, *, base_model: str, prompt: str, max_new_tokens: int = 32
-) -> str:
-    """Log the adapter as an MLflow pyfunc model of ``run_id``; returns its ``models:/`` URI.
+) -> tuple[str, str]:
+    """Log the adapter as an MLflow pyfunc model of ``run_id``; returns its ``models:/`` URI and
+    the logged model's id.
 
     The model is code (``registry/pyfunc_model.py``), its artifact the adapter folder (with
     processor and run config), its config the base model reference and generation budget:
@@ -74,7 +75,7 @@ def log_pyfunc(
             input_example=example,
             pip_requirements=[f"mlflow=={mlflow.__version__}", "torch", "transformers", "peft", "pillow"],
         )
-    return str(info.model_uri)
+    return str(info.model_uri), str(info.model_id)
 
 
 @contextlib.contextmanager
@@ -121,7 +122,7 @@ def register_adapter(
         client.log_artifacts(run_id, str(adapter_dir), artifact_path=ADAPTER_ARTIFACT)
     base_model = base_model_of(tags)
     with _registry_step(client, name, "logging the pyfunc model"):
-        source = log_pyfunc(
+        source, model_id = log_pyfunc(
             client, run_id, adapter_dir, base_model=base_model, prompt=prompt, max_new_tokens=max_new_tokens
         )
     with model_lock(client, name), global_tracking_uri(client):
@@ -131,7 +132,9 @@ def register_adapter(
             except MlflowException as err:
                 if err.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-            version = client.create_model_version(name, source, run_id=run_id, tags=tags)
+            # model_id names the logged model the models:/m-... source is: a tracking server
+            # refuses the version without it (a SQLite store resolves it itself)
+            version = client.create_model_version(name, source, run_id=run_id, tags=tags, model_id=model_id)
         created = f"version {version.version} exists with its artifacts, but"
         with _registry_step(client, name, f"aliasing version {version.version} {CHALLENGER!r}", created=created):
             _await_ready(client, version)

@@ -1,8 +1,9 @@
 """Registry stage: the new model version and the champion alias."""
 
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from dagster import AssetExecutionContext, Config, MetadataValue, Output
+from dagster import AssetExecutionContext, Config, FreshnessPolicy, MetadataValue, Output
 from pydantic import Field, create_model
 
 from data.tasks import get_task
@@ -74,11 +75,17 @@ def model_version(
     )
 
 
+# The weekly schedule settles every task's champion (moved or kept) each Monday: eight days
+# without that means the scheduled retrain has stopped succeeding, and the UI says so.
+CHAMPION_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7, hours=12))
+
+
 @task_asset(
     group="registry",
     kinds={"mlflow"},
     code_version="2",
     retry_policy=TRANSIENT,
+    freshness_policy=CHAMPION_FRESHNESS,
 )
 def champion(
     context: AssetExecutionContext,

@@ -100,3 +100,15 @@ def test_the_champion_config_is_the_promotion_policy_gates() -> None:
     assert validate_run_config(defs.resolve_job_def("retrain"), {"ops": {"champion": {"config": chosen}}})
     policy = PromotionPolicy.from_gates(PromotionConfig(**chosen).model_dump())  # as the asset builds it
     assert policy == PromotionPolicy(margin=0.02, floors={"vqa_accuracy": 0.5})
+
+
+def test_the_champion_goes_stale_when_the_weekly_retrain_stops() -> None:
+    """A freshness policy on ``champion``: a week and a day without a decision fails it in the UI."""
+    from datetime import timedelta
+
+    from dagster import AssetKey
+
+    policy = defs.resolve_assets_def(AssetKey("champion")).specs_by_key[AssetKey("champion")].freshness_policy
+    assert policy is not None
+    assert policy.fail_window.to_timedelta() == timedelta(days=8)
+    assert policy.warn_window is not None and policy.warn_window.to_timedelta() < timedelta(days=8)
