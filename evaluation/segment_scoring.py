@@ -4,7 +4,8 @@ A record holds the ``prediction`` text, the target objects ``masks`` (``[{"box",
 "mask": COCO RLE}, ...]``, as an example stores them) and ``width`` + ``height`` (or
 ``image_size``). The predicted objects are parsed from the text (``data.seg_tokens``:
 objects without 16 codes, inverted boxes and repeats dropped), their masks decoded by the
-mask codec and pasted into their boxes, as big_vision's segmentation evaluator does.
+mask codec and pasted into their boxes, as big_vision's segmentation evaluator does; an
+object whose box has no area (``y0 == y1``) holds no mask and is dropped too.
 
 - ``miou`` (primary; per example the score): the IoU of the predicted mask with the target
   mask, averaged over examples, an example without a valid predicted object scoring 0
@@ -75,9 +76,10 @@ def _predicted_objects(task: Task, record: Record, where: Where, index: int, siz
         shown = ", ".join(malformed[:3])
         raise where.error(index, "prediction", f"malformed location token(s) {shown}: expected <loc0000>..<loc1023>")
     objects, dropped = parse_segments(record["prediction"], *size)
+    empty = [o for o in objects if not (o.x0 < o.x1 and o.y0 < o.y1)]  # a box of no area holds no mask
     codec = current_codec()
-    masks = [(codec.codes_to_mask(o.codes, (o.x0, o.y0, o.x1, o.y1), size), o.label) for o in objects]
-    return masks, dropped
+    masks = [(codec.codes_to_mask(o.codes, (o.x0, o.y0, o.x1, o.y1), size), o.label) for o in objects if o not in empty]
+    return masks, dropped + len(empty)
 
 
 def score_segments(task: Task, records: Sequence[Record], where: Where) -> ScoreResult:

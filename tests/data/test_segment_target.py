@@ -85,3 +85,15 @@ def _size(root: Path, example) -> object:
 
     with Image.open(root / example.image) as image:
         return ImageSize(*image.size)
+
+
+def test_a_predicted_box_of_no_area_is_dropped_not_an_error(tmp_path: Path) -> None:
+    from evaluation.score import example_record, score_records
+
+    root = write_synthetic("segment", tmp_path / "segment", sizes=SplitSizes(2, 1, 2), image_size=32)
+    examples = read_split(root, "test")
+    codes = "".join(f"<seg{c:03d}>" for c in range(16))
+    flat = f"<loc0100><loc0100><loc0100><loc0500>{codes} circle"  # y0 == y1
+    result = score_records("segment", [example_record(root, e, flat) for e in examples])
+    assert result.metrics["miou"] == 0.0 and result.metrics["invalid"] == len(examples)
+    assert result.details["dropped_objects"] == len(examples)
