@@ -43,14 +43,16 @@ def client_for(tracking_uri: str) -> MlflowClient:
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_root: Path) -> str:
-    """The id of experiment ``name``, created with artifacts under ``artifact_root`` if new.
-
-    Without an explicit location MLflow writes ``./mlruns`` in the current directory.
+    """The id of experiment ``name``, created if new: with artifacts under ``artifact_root`` on
+    a local store (without an explicit location MLflow writes ``./mlruns`` in the current
+    directory), where a tracking server says on a server (``http(s)://``: its
+    ``--artifacts-destination``, proxied, so clients need no access to the object store).
     """
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return str(experiment.experiment_id)
-    location = (Path(artifact_root) / name).resolve().as_uri()
+    served = str(client.tracking_uri).startswith(("http://", "https://"))
+    location = None if served else (Path(artifact_root) / name).resolve().as_uri()
     try:
         return str(client.create_experiment(name, artifact_location=location))
     except MlflowException as err:  # another run created it since the lookup

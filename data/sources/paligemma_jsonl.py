@@ -149,6 +149,9 @@ def _read_file(path: Path, root: Path, split: str, store: ImageStore, task: str 
 def _targets(task: str, suffix: str, width: int, height: int, *, file: Path, line: int) -> dict[str, Any]:
     """The example's targets, read back from its suffix into the task's target field."""
     entry = get_task(task)
+    if entry.target == "masks":  # codes mean masks only under the codec that made them, unknown here
+        message = "a segment suffix holds mask codes, not masks: ingest the COCO segmentation export instead"
+        raise DataError(file, line, "suffix", message + " (--format roboflow-coco or coco, --task segment)")
     if entry.target == "boxes":
         return {"boxes": _boxes(suffix, width, height, file=file, line=line)}
     if entry.target == "fields":

@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from data.masks import encode_rle
 from data.synthetic.common import Sample, SyntheticGenerator, light_background
-from data.synthetic.shapes import COLOURS, SHAPES, draw_shape, layout
+from data.synthetic.shapes import COLOURS, SHAPES, draw_shape, layout, located_min_side
 from data.tasks import ImageSize, get_task, segment_prefix
 
 
@@ -23,7 +23,7 @@ def draw_shapes_segment(rng: random.Random, size: int) -> Sample:
     image = light_background(rng, size)
     draw = ImageDraw.Draw(image)
     objects = []
-    for box in layout(rng, size, rng.randint(1, 2)):
+    for box in layout(rng, size, rng.randint(1, 2), min_side=located_min_side(size)):
         shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
         draw_shape(draw, shape, box, COLOURS[colour])
         canvas = Image.new("L", (size, size), 0)

@@ -444,6 +444,8 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown format"):
         ingest("yolo", src, tmp_path / "out")
     with pytest.raises(ValueError, match="unknown task"):
+        ingest("paligemma-jsonl", src, tmp_path / "out", task="pose")
+    with pytest.raises(DataError, match="holds mask codes, not masks: ingest the COCO segmentation export"):
         ingest("paligemma-jsonl", src, tmp_path / "out", task="segment")
     with pytest.raises(ValueError, match="hf format only"):
         ingest("paligemma-jsonl", src, tmp_path / "out", columns={"question": "q"})
