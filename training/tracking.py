@@ -11,6 +11,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from data.tasks import get_task
 from training.config import RunConfig
 
 
@@ -49,6 +50,8 @@ def start_tracking(
         "dataset_hash": data_hash,
         "trainable_params": trainable_params,
         "processes": accelerator.num_processes,
+        # the budget generation uses (the task's unless set), as the logged model's config says it
+        "max_new_tokens": config.max_new_tokens or get_task(config.task).max_new_tokens,
     }
     run_name = f"{config.task}-{config.method.value}"
     accelerator.init_trackers(

@@ -163,7 +163,7 @@ def test_line_not_an_object_is_located(dataset: Path) -> None:
         ({"prefix": "   "}, "prefix", "whitespace only"),
         ({"suffix": ""}, "suffix", "empty"),
         ({"meta_source": "web"}, "meta_source", "unknown field; allowed: answers, boxes"),
-        ({"task": "segment"}, "task", "unknown task 'segment'; known tasks: caption, chartqa, detect"),
+        ({"task": "pose"}, "task", "unknown task 'pose'; known tasks: caption, chartqa, detect"),
         ({"answers": "red"}, "answers", "must be a list of strings"),
         ({"answers": ["red", 1]}, "answers", "must be a list of strings"),
         ({"fields": ["total"]}, "fields", "must be a JSON object"),
@@ -343,7 +343,7 @@ def test_train_image_bytes_in_test_are_leakage(dataset: Path) -> None:
 
 
 def _break_several(dataset: Path) -> None:
-    _update(dataset, "train", 2, suffix=DELETE, task="segment")
+    _update(dataset, "train", 2, suffix=DELETE, task="pose")
     _update(dataset, "val", 2, image="images/nope.png")
     _update(dataset, "test", 1, id="train-00003", image=_cut(60)(dataset))
     (dataset / "images" / "train-00002.png").write_bytes(b"")
