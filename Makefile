@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup demo test browser ui mlflow-ui lint clean bench
+.PHONY: help setup demo test browser postgres ui mlflow-ui lint clean bench
 
 # `make help` lists the targets: each target's `## ` comment is its help line.
 help:
@@ -38,7 +38,7 @@ demo: setup $(DAGSTER_HOME)/dagster.yaml  ## run the whole graph once for the vq
 	$(BIN)/palitune summary
 
 # Lint and types first (seconds), then the suite. The UI test drives Debian's chromium.
-test: lint browser  ## ruff, mypy, then every test (the end-to-end ones included)
+test: lint browser postgres  ## ruff, mypy, then every test (the end-to-end ones included)
 	$(BIN)/python -m pytest
 
 # Debian's chromium for the UI test, installed when missing and apt-get can (as root).
@@ -46,6 +46,13 @@ browser:  ## install Debian's chromium for the UI test when it is missing
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null); } || \
 		{ echo "the UI test needs chromium: sudo apt-get install chromium"; exit 1; }
+
+# Debian's PostgreSQL server for the at-scale test, installed when missing and apt-get can (as
+# root); without it that one test is skipped and says why.
+postgres:  ## install Debian's postgresql for the at-scale test when it is missing
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null); } || \
+		echo "no PostgreSQL server: the at-scale test will be skipped (sudo apt-get install postgresql)"
 
 # dg dev on 127.0.0.1:3000; Ctrl-C or SIGTERM stops its whole process tree.
 ui: setup $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI and daemon on http://127.0.0.1:3000
