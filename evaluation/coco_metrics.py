@@ -135,25 +135,33 @@ def _coco_input(
     return _CocoInput(ground_truth, detections, labels, unknown)
 
 
-def _run_faster(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> Any:
+def run_coco_eval(ground_truth: dict[str, Any], results: list[dict[str, Any]], iou_type: str, backend: Backend) -> Any:
+    """The COCO API's evaluator after ``evaluate``, ``accumulate`` and ``summarize`` of
+    ``results`` against ``ground_truth`` (``iou_type`` ``"bbox"`` or ``"segm"``), printing nothing."""
+    run = _run_faster if backend == "faster" else _run_pycocotools
+    with _quiet():
+        return run(ground_truth, results, iou_type)
+
+
+def _run_faster(ground_truth: dict[str, Any], detections: list[dict[str, Any]], iou_type: str = "bbox") -> Any:
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO(ground_truth, print_function=_no_print)
-    evaluator = COCOeval_faster(gt, gt.loadRes(detections), iouType="bbox", print_function=_no_print)
+    evaluator = COCOeval_faster(gt, gt.loadRes(detections), iouType=iou_type, print_function=_no_print)
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
     return evaluator
 
 
-def _run_pycocotools(ground_truth: dict[str, Any], detections: list[dict[str, Any]]) -> Any:
+def _run_pycocotools(ground_truth: dict[str, Any], detections: list[dict[str, Any]], iou_type: str = "bbox") -> Any:
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
     gt = COCO()
     gt.dataset = ground_truth
     gt.createIndex()
-    evaluator = COCOeval(gt, gt.loadRes(detections), iouType="bbox")
+    evaluator = COCOeval(gt, gt.loadRes(detections), iouType=iou_type)
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
@@ -214,9 +222,7 @@ def detection_metrics(
             detections=0,
             unknown_labels=data.unknown_labels,
         )
-    run = _run_faster if backend == "faster" else _run_pycocotools
-    with _quiet():
-        evaluator = run(data.ground_truth, data.detections)
+    evaluator = run_coco_eval(data.ground_truth, data.detections, "bbox", backend)
     stats = np.asarray(evaluator.stats, dtype=float)
     return DetectionScores(
         map=float(stats[0]),

@@ -11,8 +11,6 @@ operating point, ranked stably in image then output order), as for boxes
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -88,32 +86,9 @@ def _coco(
 
 
 def _evaluate(ground_truth: dict[str, Any], results: list[dict[str, Any]], backend: Backend) -> np.ndarray:
-    with contextlib.redirect_stdout(io.StringIO()):  # the COCO API prints progress lines
-        evaluator = _evaluator(ground_truth, results, backend)
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return np.asarray(evaluator.stats, dtype=float)
+    from evaluation.coco_metrics import run_coco_eval
 
-
-def _evaluator(ground_truth: dict[str, Any], results: list[dict[str, Any]], backend: Backend) -> Any:
-    if backend == "faster":
-        from faster_coco_eval import COCO, COCOeval_faster
-
-        def quiet(*_: Any, **__: Any) -> None:
-            """faster-coco-eval logs through this instead of printing."""
-
-        gt = COCO(ground_truth, print_function=quiet)
-        evaluator: Any = COCOeval_faster(gt, gt.loadRes(results), iouType="segm", print_function=quiet)
-    else:
-        from pycocotools.coco import COCO as PyCOCO
-        from pycocotools.cocoeval import COCOeval
-
-        gt = PyCOCO()
-        gt.dataset = ground_truth
-        gt.createIndex()
-        evaluator = COCOeval(gt, gt.loadRes(results), iouType="segm")
-    return evaluator
+    return np.asarray(run_coco_eval(ground_truth, results, "segm", backend).stats, dtype=float)
 
 
 def mask_metrics(

@@ -226,15 +226,20 @@ def _detection(f: _SplitFile, store: ImageStore, task: Task, prefix: str) -> tup
             crowd += 1
             continue
         label = _lookup(f, k, annotation, "category_id", categories)
-        size = (f.data["images"][i]["width"], f.data["images"][i]["height"])
-        box = _box(f, k, annotation, size, label)
-        objects.setdefault(i, []).append(_mask_object(f, k, annotation, size, box) if task.target == "masks" else box)
+        declared = (f.data["images"][i]["width"], f.data["images"][i]["height"])
+        box = _box(f, k, annotation, declared, label)
+        masked = task.target == "masks"
+        objects.setdefault(i, []).append(_mask_object(f, k, annotation, declared, box) if masked else box)
     examples: list[Example] = []
     for i in sorted(objects):
         stored, size = _store_image(f, i, store)
         suffix = task.render_suffix(objects[i], size)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"
-        example = Example(stored, prefix, suffix, task.name, example_id, **{task.target: objects[i]})
+        example = Example(stored, prefix, suffix, task.name, example_id)
+        if task.target == "masks":
+            example.masks = objects[i]
+        else:
+            example.boxes = objects[i]
         examples.append(example)
     return examples, len(images) - len(objects), crowd
 

@@ -8,6 +8,7 @@ right. The prefix asks for every shape name, as detection's does.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -22,7 +23,7 @@ def draw_shapes_segment(rng: random.Random, size: int) -> Sample:
     """One or two shapes, each with its box and its mask (see the module doc)."""
     image = light_background(rng, size)
     draw = ImageDraw.Draw(image)
-    objects = []
+    objects: list[dict[str, Any]] = []
     for box in layout(rng, size, rng.randint(1, 2), min_side=located_min_side(size)):
         shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
         draw_shape(draw, shape, box, COLOURS[colour])

@@ -8,7 +8,7 @@ unchanged (``metric_outputs``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import datasets
@@ -34,7 +34,7 @@ class PalituneMetric(evaluate.Metric):
     card_citation: ClassVar[str]
     card_inputs: ClassVar[str]
     columns: ClassVar[Callable[[], datasets.Features]] = staticmethod(answer_features)
-    to_records: ClassVar[Callable[[Sequence[Any], Sequence[Any]], list[dict[str, Any]]]] = staticmethod(answer_records)
+    to_records: ClassVar[Callable[..., list[dict[str, Any]]]] = staticmethod(answer_records)
     links: ClassVar[dict[str, list[str]]] = {}
 
     def _info(self) -> evaluate.MetricInfo:

@@ -73,12 +73,15 @@ def test_the_daemon_retrains_a_task_when_its_data_gets_a_new_version(tmp_path: P
         assert run is not None
         assert run.status == DagsterRunStatus.SUCCESS, f"the retrain run ended {run.status}"
         assert run.tags[HASH_TAG] == digest and run.tags["dagster/partition"] == "vqa"
-        # The daemon dequeued it: the run went through the queued coordinator, not in-process.
-        assert any(
-            record.event_log_entry.dagster_event.event_type_value == "PIPELINE_DEQUEUED"
+        # The sensor asked for it and the run went through the queued coordinator the daemon
+        # drains, not in-process.
+        assert run.tags["dagster/sensor_name"] == "new_dataset_version"
+        events = {
+            record.event_log_entry.dagster_event.event_type_value
             for record in instance.get_records_for_run(run_id).records
             if record.event_log_entry.dagster_event is not None
-        )
+        }
+        assert {"PIPELINE_ENQUEUED", "PIPELINE_START", "PIPELINE_SUCCESS"} <= events
         champion = instance.get_latest_materialization_event(AssetKey("champion"))
         assert champion is not None and champion.run_id == run_id, "the run ended at the promotion gate"
         version = instance.get_latest_materialization_event(AssetKey("dataset_version"))
