@@ -1,6 +1,7 @@
 """What a model version is traced to: code, data, base model and config.
 
-Every tag palitune writes on a run or a model version is named here, once.
+Every tag palitune writes on a run or a model version is named once, in
+``data.lineage_tags``, and re-exported here.
 """
 
 from __future__ import annotations
@@ -9,20 +10,24 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-TAG_PREFIX = "palitune."
-TASK_TAG = "palitune.task"
-DATASET_TAG = "palitune.dataset_hash"
-BASE_MODEL_TAG = "palitune.base_model"
-CONFIG_HASH_TAG = "palitune.config_hash"
-GIT_COMMIT_TAG = "palitune.git_commit"
-GIT_DIRTY_TAG = "palitune.git_dirty"
-DAGSTER_RUN_TAG = "palitune.dagster_run_id"
-METRIC_TAG_PREFIX = "palitune.metric."
-PROMOTION_TAG_PREFIX = "palitune.promotion."
-LAST_CHALLENGE_TAG = PROMOTION_TAG_PREFIX + "last_challenge"
-PROMOTION_REASON_TAG = PROMOTION_TAG_PREFIX + "reason"
-ROLLBACK_TAG = "palitune.rollback"
-UNVERSIONED = "unversioned"  # the dataset tag of a run trained on a folder DVC does not track
+from data.lineage_tags import (  # noqa: F401  (re-exported: the registry's tag vocabulary)
+    BASE_MODEL_TAG,
+    CONFIG_HASH_TAG,
+    DAGSTER_RUN_TAG,
+    DATASET_TAG,
+    GIT_COMMIT_TAG,
+    GIT_DIRTY_TAG,
+    LAST_CHALLENGE_TAG,
+    METHOD_TAG,
+    METRIC_TAG_PREFIX,
+    PROMOTION_REASON_TAG,
+    PROMOTION_TAG_PREFIX,
+    ROLLBACK_TAG,
+    TAG_PREFIX,
+    TASK_TAG,
+    UNVERSIONED,
+)
+
 DEFAULT_BASE = "tiny"  # the base of a version whose tags name none
 
 

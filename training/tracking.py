@@ -11,6 +11,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from data.lineage_tags import BASE_MODEL_TAG, CONFIG_HASH_TAG, DATASET_TAG, METHOD_TAG, TASK_TAG, UNVERSIONED
 from data.tasks import get_task
 from training.config import RunConfig
 
@@ -63,11 +64,11 @@ def start_tracking(
 
         mlflow.set_tags(
             {
-                "palitune.task": config.task,
-                "palitune.base_model": config.base_model,
-                "palitune.dataset_hash": data_hash or "unversioned",
-                "palitune.config_hash": config.fingerprint(),
-                "palitune.method": config.method.value,
+                TASK_TAG: config.task,
+                BASE_MODEL_TAG: config.base_model,
+                DATASET_TAG: data_hash or UNVERSIONED,
+                CONFIG_HASH_TAG: config.fingerprint(),
+                METHOD_TAG: config.method.value,
             }
         )
     return active
