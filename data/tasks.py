@@ -47,31 +47,34 @@ def _parse_text(text: str, size: ImageSize | None = None, **_: Any) -> str:
     return text.strip()
 
 
-def _render_boxes(target: Any, size: ImageSize | None = None) -> str:
+def _pixels(size: ImageSize | None, what: str) -> ImageSize:
+    """The image size location tokens are placed in; ``what`` says what needed it."""
     if size is None:
-        raise ValueError("detection targets need the image size to place location tokens")
+        raise ValueError(f"{what} needs the image size to place location tokens")
+    return size
+
+
+def _render_boxes(target: Any, size: ImageSize | None = None) -> str:
+    size = _pixels(size, "a detection target")
     return encode_boxes(target, size.width, size.height)
 
 
 def _parse_boxes(text: str, size: ImageSize | None = None, labels: Sequence[str] | None = None, **_: Any) -> Any:
-    if size is None:
-        raise ValueError("decoding location tokens needs the image size")
+    size = _pixels(size, "decoding location tokens")
     return decode_boxes(text, size.width, size.height, labels)
 
 
 def _render_segments(target: Any, size: ImageSize | None = None) -> str:
     from data.segment_target import render_segments
 
-    if size is None:
-        raise ValueError("segmentation targets need the image size to place location tokens")
+    size = _pixels(size, "a segmentation target")
     return render_segments(target, size.width, size.height)
 
 
 def _parse_segments(text: str, size: ImageSize | None = None, labels: Sequence[str] | None = None, **_: Any) -> Any:
     from data.segment_target import parse_segments
 
-    if size is None:
-        raise ValueError("decoding location tokens needs the image size")
+    size = _pixels(size, "decoding location tokens")
     return parse_segments(text, size.width, size.height, labels)[0]
 
 

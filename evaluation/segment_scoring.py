@@ -24,6 +24,7 @@ checks the dataset's recorded codec against the codec in force and refuses anoth
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,17 @@ from data.tasks import Task
 from evaluation.scoring_types import Record, ScoreResult, Where, image_size
 
 
+@lru_cache(maxsize=16)
+def _require_codec_once(manifest: Path, modified_ns: int, codec_sha256: str) -> None:
+    """The manifest's codec check, read once per dataset and codec in force (and again if the
+    manifest changes), not once per example."""
+    require_dataset_codec(manifest)
+
+
 def segment_targets(root: Path, example: Example) -> Record:
     """The image size and target objects of ``example``, once the codec is the dataset's."""
-    require_dataset_codec(Path(root) / MANIFEST_FILE)
+    manifest = Path(root) / MANIFEST_FILE
+    _require_codec_once(manifest, manifest.stat().st_mtime_ns, current_codec().identity.sha256)
     with Image.open(Path(root) / example.image) as image:
         width, height = image.size
     return {"width": width, "height": height, "masks": example.masks}
