@@ -3,12 +3,12 @@ micro-steps, clip, step, log. Everything it reads and moves is one ``RunState``.
 
 Only the main process validates and writes checkpoint metadata; every rank saves its own part
 of Accelerate's state. The data order is replayable, so a resumed run sees the batches an
-uninterrupted one would have.
+uninterrupted one would have. Nothing waits for the device between log steps: the window's
+sums stay on it until a step logs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import resource
 import shutil
@@ -28,7 +28,7 @@ from data.schema import read_split
 from data.tasks import get_task
 from training.checkpoints import CheckpointState, abandon_checkpoint, finish_checkpoint, staging_dir
 from training.config import RunConfig
-from training.loss import supervised_token_count, token_loss_sum
+from training.loss import IGNORE_INDEX, token_loss_sum
 from training.preflight import preflight
 from training.sampling import EpochSampler
 
@@ -95,7 +95,7 @@ def train_loop(run: RunState) -> float:
     config, accelerator, model = run.config, run.accelerator, run.model
     batches = micro_batches(run, run.start_step * config.grad_accumulation)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    window, logged = Window(run.image_token_id), float("nan")
+    window, logged = Window(run.image_token_id, accelerator.device), float("nan")
     progress = _progress(accelerator, config.steps, run.start_step)
     if run.validation is not None and run.start_step == 0:
         validate(run, 0)  # the starting point of the validation curve
@@ -116,7 +116,7 @@ def train_loop(run: RunState) -> float:
             logged = metrics["train/loss"]
             log(run, step, metrics)
             progress.set_postfix(loss=f"{logged:.4f}")
-            window = Window(run.image_token_id)
+            window = Window(run.image_token_id, accelerator.device)
         if run.validation is not None and (step % config.eval_every == 0 or step == config.steps):
             validate(run, step)
         if config.checkpoint_every and (step % config.checkpoint_every == 0 or step == config.steps):
@@ -146,19 +146,29 @@ def accumulate(
 
     Each micro-batch's summed token loss is divided by the supervised tokens of the whole
     step, over every micro-batch and every rank, so the accumulated gradient is that of
-    the one batch they make up. DDP, FSDP and DeepSpeed average gradients over ranks:
-    the factor ``num_processes`` turns that average back into the sum the division needs.
+    the one batch they make up. Two factors undo what the libraries do to that loss:
+    ``accelerator.backward`` (and DeepSpeed's engine) divides it by the accumulation steps,
+    and DDP, FSDP and DeepSpeed average gradients over ranks, where the division needs their sum.
+
+    ``accelerator.accumulate`` syncs gradients on a step's last micro-batch only (DDP's
+    ``no_sync``, FSDP2's ``set_requires_gradient_sync``, DeepSpeed's accumulation boundary);
+    the Accelerator counts ``grad_accumulation`` micro-batches per step (``make_accelerator``).
     """
-    local = sum(supervised_token_count(batch) for batch in micro_batches)
-    step_tokens = accelerator.reduce(torch.tensor(local, device=accelerator.device), reduction="sum")
+    local = torch.stack([_supervised(batch) for batch in micro_batches]).sum()
+    step_tokens = accelerator.reduce(local, reduction="sum")
     # An all-masked step (preflight refuses one only at the start) gives zero gradients, not nan.
-    scale = accelerator.num_processes / step_tokens.clamp(min=1).to(torch.float32)
-    for micro, batch in enumerate(micro_batches):
-        syncing = micro == len(micro_batches) - 1
-        with accelerator.no_sync(model) if not syncing else contextlib.nullcontext():
-            loss_sum, tokens = token_loss_sum(model, batch)
+    undo = accelerator.num_processes * accelerator.gradient_accumulation_steps
+    scale = undo / step_tokens.clamp(min=1).to(torch.float32)
+    for batch in micro_batches:
+        with accelerator.accumulate(model):
+            loss_sum, _ = token_loss_sum(model, batch)
             accelerator.backward(loss_sum * scale)
-        window.add_micro(loss_sum.detach().float(), tokens, batch)
+        window.add_micro(loss_sum.detach(), batch)
+
+
+def _supervised(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The tokens ``batch`` is scored on (``training.loss``), as a device tensor: no host sync."""
+    return (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
 
 
 def log(run: RunState, step: int, metrics: dict[str, float]) -> None:
@@ -204,25 +214,33 @@ def checkpoint(run: RunState, step: int) -> None:
 
 
 class Window:
-    """What happened since the last log: summed token losses, token counts, time."""
+    """What happened since the last log: summed token losses, token counts, time.
 
-    def __init__(self, image_token_id: int) -> None:
+    The sums stay on the device: adding a micro-batch queues work but never waits for it;
+    only ``metrics`` (a log step) reads them back.
+    """
+
+    def __init__(self, image_token_id: int, device: torch.device | str = "cpu") -> None:
         self.image_token_id, self.steps, self.start = image_token_id, 0, time.perf_counter()
         # loss sum, supervised tokens, image tokens, attended tokens (text and image, no padding)
-        self.sums = torch.zeros(4, dtype=torch.float64)
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
 
-    def add_micro(self, loss_sum: torch.Tensor, supervised: int, batch: dict[str, torch.Tensor]) -> None:
+    def add_micro(self, loss_sum: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
         """Count one micro-batch: its summed loss, supervised, image and attended tokens."""
-        image = int((batch["input_ids"] == self.image_token_id).sum())
-        attended = int(batch["attention_mask"].sum())
-        self.sums += torch.tensor([float(loss_sum.cpu()), supervised, image, attended], dtype=torch.float64)
+        counts = (
+            loss_sum.detach(),
+            _supervised(batch),
+            (batch["input_ids"] == self.image_token_id).sum(),
+            batch["attention_mask"].sum(),
+        )
+        self.sums += torch.stack([c.to(self.sums.device, torch.float64) for c in counts])
 
     def metrics(self, accelerator: Accelerator, config: RunConfig, grad_norm: Any, lr: float) -> dict[str, float]:
         """The window's ``train/*`` metrics, summed over every rank."""
         seconds = max(time.perf_counter() - self.start, 1e-9)
         loss_sum, supervised, image, attended = accelerator.reduce(
             self.sums.to(accelerator.device), reduction="sum"
-        ).tolist()
+        ).tolist()  # the one host sync of the window
         samples = self.steps * config.batch_size * config.grad_accumulation * accelerator.num_processes
         return {
             "train/loss": loss_sum / max(supervised, 1),  # per supervised token, as the gradient weighs them

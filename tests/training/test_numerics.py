@@ -86,7 +86,9 @@ class _Rank:
         assert reduction == "sum"
         return torch.tensor(self.step_tokens)  # the all-reduce of every rank's count
 
-    def no_sync(self, model: torch.nn.Module) -> contextlib.nullcontext:
+    gradient_accumulation_steps = 1  # what accelerator.backward divides the loss by
+
+    def accumulate(self, model: torch.nn.Module) -> contextlib.nullcontext:
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
