@@ -21,6 +21,7 @@ from models.images import open_image
 
 if TYPE_CHECKING:
     from training.feature_cache import ImageFeatures
+    from training.preprocess_cache import PreprocessedSplit
 
 
 def prompt(example: Example) -> str:
@@ -52,16 +53,27 @@ class TrainCollator:
 
     With ``features`` (the cached outputs of a frozen vision tower, see
     ``training.feature_cache``), no image is opened: ``pixel_values`` carries each image's
-    cached features instead.
+    cached features instead. With ``preprocessed`` (see ``training.preprocess_cache``), the
+    tokenizer does not run either: token ids (and, without ``features``, pixel values) are
+    read from the stored split. Every path builds the same tensors.
     """
 
-    def __init__(self, processor: PaliGemmaProcessor, root: Path, features: ImageFeatures | None = None):
-        self.processor, self.root, self.features = processor, Path(root), features
+    def __init__(
+        self,
+        processor: PaliGemmaProcessor,
+        root: Path,
+        features: ImageFeatures | None = None,
+        preprocessed: PreprocessedSplit | None = None,
+    ):
+        self.processor, self.root, self.features, self.preprocessed = processor, Path(root), features, preprocessed
 
     def __call__(self, examples: list[Example]) -> dict[str, Any]:
+        images = [e.image for e in examples]
+        if self.preprocessed is not None:
+            pixels = self.features.lookup(images) if self.features else self.preprocessed.pixel_values(images)
+            return {**self.preprocessed.text_batch(examples), "pixel_values": pixels}
         if self.features is not None:
-            features = self.features.lookup([e.image for e in examples])
-            return {**text_batch(self.processor, examples), "pixel_values": features}
+            return {**text_batch(self.processor, examples), "pixel_values": self.features.lookup(images)}
         return self.processor(
             text=[prompt(e) for e in examples],
             images=[open_image(self.root, e.image) for e in examples],

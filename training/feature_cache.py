@@ -10,8 +10,11 @@ image once, stores it under ``<workspace>/cache/image-features/<key>/`` as a mem
 The key covers everything the features depend on: the dataset (its DVC hash, or for an
 unversioned folder the bytes of ``train.jsonl`` and each image's size and mtime), the base
 model (reference, hub commit, and each weight file's size and mtime for a local folder),
-the vision config (image size, patch, widths), the image preprocessing, the precision, a
-4-bit base, and the device type. Change any of them and a new entry is computed.
+the vision config (image size, patch, widths), the image preprocessing, the precision (and the
+dtype the features are stored in: the training precision's compute dtype, so a bf16 run
+stores half the bytes of an fp32 one and loses nothing, as its projector casts its input to
+bf16 anyway), a 4-bit base, and the device type. Change any of them and a new entry is
+computed.
 
 How features reach the model: the collator puts them in the batch under ``pixel_values``
 (a ``[batch, tokens, hidden]`` tensor instead of ``[batch, 3, H, W]``), and
@@ -40,6 +43,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from data.atomic import staged_dir
 from data.schema import Example
 from models.images import open_image
+from training.config import Precision
+from training.precision import compute_dtype
 
 FEATURES_FILE, INDEX_FILE, KEY_FILE = "features.npy", "index.json", "key.json"
 
@@ -92,9 +97,15 @@ def cache_key(
         "vision_config": model.config.vision_config.to_dict(),  # type: ignore[union-attr]
         "image_processor": processor.image_processor.to_dict(),
         "precision": precision,
+        "feature_dtype": str(feature_dtype(precision)).removeprefix("torch."),
         "quantized": bool(getattr(model, "is_loaded_in_4bit", False)),
         "device": device.type,
     }
+
+
+def feature_dtype(precision: str) -> torch.dtype:
+    """The dtype features are stored and served in: the precision's compute dtype."""
+    return compute_dtype(Precision(precision))
 
 
 class ImageFeatures:
@@ -102,6 +113,18 @@ class ImageFeatures:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._open()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A DataLoader worker started by spawn receives the collator pickled: send the folder,
+        # not the mapped array, and let the worker map it itself.
+        return {"folder": self.folder}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.folder = state["folder"]
+        self._open()
+
+    def _open(self) -> None:
         self.rows: dict[str, int] = json.loads((self.folder / INDEX_FILE).read_text())
         self.key: dict[str, Any] = json.loads((self.folder / KEY_FILE).read_text())
         self.array = np.load(self.folder / FEATURES_FILE, mmap_mode="r")
@@ -126,6 +149,7 @@ def _compute(
     images: list[str],
     batch_size: int,
     autocast: Callable[[], contextlib.AbstractContextManager[Any]],
+    dtype: torch.dtype,
 ) -> torch.Tensor:
     tower = model.model.vision_tower
     device = next(tower.parameters()).device
@@ -136,7 +160,7 @@ def _compute(
         pictures = [open_image(dataset_dir, image) for image in images[start : start + batch_size]]
         pixels = processor.image_processor(pictures, return_tensors="pt")["pixel_values"].to(device)
         with autocast():
-            chunks.append(tower(pixels).last_hidden_state.cpu())
+            chunks.append(tower(pixels).last_hidden_state.to(dtype).cpu())
     tower.train(was_training)
     return torch.cat(chunks)
 
@@ -169,9 +193,10 @@ def load_or_compute_features(
     with FileLock(folder.with_name(folder.name + ".lock")):
         if (folder / KEY_FILE).is_file():
             cached = ImageFeatures(folder)
-            if not set(images) - cached.rows.keys():
+            if not set(images) - cached.rows.keys() and cached.dtype == feature_dtype(key["precision"]):
                 return cached
-        features = _compute(model, processor, dataset_dir, images, batch_size, autocast)
+        dtype = feature_dtype(key["precision"])
+        features = _compute(model, processor, dataset_dir, images, batch_size, autocast, dtype)
         return _store(folder, key, features, images)
 
 

@@ -15,7 +15,9 @@ from training.preflight import check_runtime
 from training.train import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in {"accelerate", "dagster"})
+RUN_CONFIGS = sorted(
+    p for p in (REPO / "configs").rglob("*.yaml") if p.parent.name not in {"accelerate", "dagster", "gpu_scale"}
+)
 ACCELERATE_CONFIGS = sorted((REPO / "configs" / "accelerate").glob("*.yaml"))
 
 
@@ -83,6 +85,17 @@ def test_fingerprint_ignores_where_and_how_often_things_are_written() -> None:
     a, b = RunConfig(), RunConfig(output_dir="elsewhere", log_every=1, checkpoint_every=10)
     assert a.fingerprint() == b.fingerprint()
     assert a.fingerprint() != RunConfig(learning_rate=1e-4).fingerprint()
+
+
+def test_input_pipeline_fields_are_runtime_and_the_optimizer_is_not() -> None:
+    reference = RunConfig().fingerprint()
+    pipeline = RunConfig(num_workers=4, prefetch_factor=8, preprocess_cache=False, feature_cache=False)
+    assert pipeline.fingerprint() == reference, "where batches are built does not change what is learned"
+    assert RunConfig(optimizer="adamw_8bit").fingerprint() != reference  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="optimizer"):
+        load_config(None, ["optimizer=sgd"])
+    with pytest.raises(ConfigError, match="num_workers"):
+        load_config(None, ["num_workers=-1"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal on a machine without a GPU")
