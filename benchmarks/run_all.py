@@ -47,13 +47,13 @@ BENCHMARKS: dict[str, Callable[[], Section]] = {
     "orchestration_overhead": orchestration_overhead.measure,
 }
 
-NO_GPU = """## GPU scale: PaliGemma 2 3B, random weights
+NO_GPU = """## GPU scale: PaliGemma 2 at published shapes through training.train, random weights
 
-Not run: this machine has no GPU. `python -m benchmarks.gpu_scale` is ready for one (PaliGemma 2
-3B at 448 and 224 px from `configs/gpu_scale/paligemma2-3b-pt-448.json`, LoRA and full
-fine-tune samples/s, MFU, peak memory, batched generation; a few minutes on an H100), and is
-tested on a CPU in its small shape (`--shape small`, `tests/benchmarks/test_gpu_scale.py`).
-Targets for one H100: 3B-448 LoRA at >= 45 % MFU and >= 20 samples/s.
+Not run: this machine has no GPU. `python -m benchmarks.gpu_scale` (or `bash benchmarks/gpu_session.sh`,
+the gpu tests included) trains 3B-448, 3B-224 and 10B-224 LoRA and 3B-448 full through `training.train`
+on random-init bases (`configs/gpu_scale/*.yaml`), printing samples/s, model-FLOPs MFU against the chip's
+dense bf16 peak and peak allocated/reserved memory; tested on a CPU with `--shrink`.
+Targets on an H100/H200: 3B-448 LoRA at batch 8 in <= 40 GB and >= 40 % MFU.
 """
 
 
