@@ -50,6 +50,11 @@ TARGET_SHAPES = {
     "masks": '[{"box": [x0, y0, x1, y1], "label": ..., "mask": COCO RLE}, ...] in pixels',
 }
 PIXEL_TARGETS = frozenset({"boxes", "masks"})  # targets in pixels: rendering them needs the image size
+# How far (pixels, each side) an object's mask may reach past its annotated box. COCO boxes are
+# floats and polygons rasterise to the pixels they touch, so a mask's tight box can spill past
+# its box by a pixel at an edge; more than that is a box that does not frame its mask, and the
+# codec, which only sees the crop inside the box, would learn a cut mask.
+MASK_BOX_TOLERANCE = 2.0
 
 FieldProblem = tuple[str, str]  # (field, message)
 
@@ -108,8 +113,8 @@ def record_problems(record: dict[str, Any], root: Path, size: ImageSize | None =
     """Every problem of one example's record, in a fixed order (the first is what a reader raises).
 
     Checks the fields (known, required, typed), the task, the image path (inside ``root``),
-    the boxes, and for a task whose target is not the suffix, that the target is there and
-    the suffix is its rendering.
+    the boxes, the masks (``_mask_problems``), and for a task whose target is not the suffix,
+    that the target is there and the suffix is its rendering.
 
     Args:
         record: the line's JSON object.
@@ -128,6 +133,7 @@ def record_problems(record: dict[str, Any], root: Path, size: ImageSize | None =
         except ValueError as err:
             problems.append(("image", str(err)))
     problems += _box_problems(record.get("boxes", []), size)
+    problems += _mask_problems(record.get("masks", []), size)
     task = TASKS.get(record["task"]) if isinstance(record.get("task"), str) else None
     if task is not None and task.target != "suffix":
         problems += _target_problems(record, task, size, problems)
@@ -178,6 +184,61 @@ def _box_problems(boxes: Any, size: ImageSize | None) -> list[FieldProblem]:
         elif size and not (0 <= x0 and 0 <= y0 and x1 <= size.width and y1 <= size.height):
             problems.append((name, f"box {box[:4]} outside the {size.width}x{size.height} image"))
     return problems
+
+
+def _mask_problems(objects: Any, size: ImageSize | None) -> list[FieldProblem]:
+    """Each object is ``{"box", "label", "mask"}`` with a valid box and label; with ``size``, the
+    box is inside the image and the mask is a COCO RLE (or polygons) of the image, not empty,
+    and framed by its box: the mask's tight box lies within the box grown by
+    ``MASK_BOX_TOLERANCE`` pixels on each side. Problems are located at ``masks[i].<field>``."""
+    if not isinstance(objects, list):
+        return [("masks", 'must be a list of {"box": [x0, y0, x1, y1], "label": ..., "mask": COCO RLE}')]
+    problems: list[FieldProblem] = []
+    for i, value in enumerate(objects):
+        name = f"masks[{i}]"
+        if not isinstance(value, dict) or set(value) != {"box", "label", "mask"}:
+            shown = shorten(json.dumps(value, default=str))
+            problems.append((name, f'must be {{"box": [x0, y0, x1, y1], "label": ..., "mask": COCO RLE}}, got {shown}'))
+            continue
+        box, label = value["box"], value["label"]
+        if not isinstance(label, str) or not label.strip() or ";" in label:
+            problems.append((f"{name}.label", f"must be a non-empty string without ';', got {json.dumps(label)}"))
+        if not (isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box)):
+            problems.append((f"{name}.box", f"must be [x0, y0, x1, y1] of finite numbers in pixels, got {box!r}"))
+            continue
+        x0, y0, x1, y1 = box
+        if not (x0 < x1 and y0 < y1):
+            problems.append((f"{name}.box", f"inverted or empty box {box}: need x0 < x1 and y0 < y1"))
+        elif size is not None:
+            problems += _mask_in_image(name, box, value["mask"], size)
+    return problems
+
+
+def _mask_in_image(name: str, box: list[float], mask: Any, size: ImageSize) -> list[FieldProblem]:
+    """The image-size checks of one object: its box inside the image, its mask usable and framed by the box."""
+    from data.masks import MaskFormatError, decode_mask, mask_box
+
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 and 0 <= y0 and x1 <= size.width and y1 <= size.height):
+        return [(f"{name}.box", f"box {box} outside the {size.width}x{size.height} image")]
+    try:
+        pixels = decode_mask(mask, size.height, size.width)
+    except MaskFormatError as err:
+        return [(f"{name}.mask", str(err))]
+    if not pixels.any():
+        return [(f"{name}.mask", "the mask is empty (no pixel inside)")]
+    tight = mask_box(pixels)
+    tol = MASK_BOX_TOLERANCE
+    if tight[0] < x0 - tol or tight[1] < y0 - tol or tight[2] > x1 + tol or tight[3] > y1 + tol:
+        shown = [round(v, 2) for v in tight]
+        return [
+            (
+                f"{name}.mask",
+                f"reaches past its box {box}: the mask's pixels span {shown} (x0, y0, x1, y1, edges), "
+                f"more than {tol:g} pixels outside; give the object's box around its whole mask",
+            )
+        ]
+    return []
 
 
 def _target_problems(

@@ -10,6 +10,11 @@ from typing import Any
 REPORT_FILE = "report.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
+# The pictures ``evaluation.pictures`` draws into a report's folder: the example grid, box
+# overlays (a boxes target) and mask overlays (a masks target). ``report.json`` lists those
+# present, so a reader of the report (or of its MLflow artifacts) knows which to open.
+EXAMPLES_PICTURE, DETECTIONS_PICTURE, MASKS_PICTURE = "examples.png", "detections.png", "masks.png"
+PICTURE_FILES = (EXAMPLES_PICTURE, DETECTIONS_PICTURE, MASKS_PICTURE)
 
 
 @dataclass
@@ -61,10 +66,13 @@ class EvaluationReport:
         return {**data, "examples": len(self.predictions)}
 
     def write(self, folder: Path) -> Path:
-        """Write ``report.json`` (summary), ``metrics.json`` and ``predictions.jsonl`` into ``folder``."""
+        """Write ``report.json`` (summary, and the ``pictures`` already drawn in ``folder``),
+        ``metrics.json`` and ``predictions.jsonl`` into ``folder``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / REPORT_FILE).write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n")
+        pictures = [name for name in PICTURE_FILES if (folder / name).is_file()]
+        summary = {**self.summary(), "pictures": pictures}
+        (folder / REPORT_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         (folder / METRICS_FILE).write_text(json.dumps(self.metrics, indent=2) + "\n")
         lines = (json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in self.predictions)
         (folder / PREDICTIONS_FILE).write_text("".join(lines), encoding="utf-8")
@@ -75,6 +83,7 @@ class EvaluationReport:
         folder = Path(folder)
         summary = json.loads((folder / REPORT_FILE).read_text())
         summary.pop("examples", None)
+        summary.pop("pictures", None)
         lines = (folder / PREDICTIONS_FILE).read_text(encoding="utf-8").splitlines()
         predictions = [ScoredPrediction(**json.loads(line)) for line in lines if line.strip()]
         return cls(**summary, predictions=predictions)

@@ -2,7 +2,8 @@
 
 The same loop runs under ``accelerate launch --config_file configs/accelerate/NAME.yaml -m
 training.train ...`` on one CPU process, many GPUs or many nodes. Only the main process
-writes checkpoints, the adapter and MLflow records. Metrics go to MLflow through
+writes checkpoints, the adapter and MLflow records; every process gathers its shard of the
+adapter for it (FSDP, ZeRO-3). Metrics go to MLflow through
 Accelerate's MLflow tracker; pass ``MLFLOW_RUN_ID`` to log into a run someone else opened.
 
 Resumable: with ``checkpoint_every`` set, the whole training state is saved every N steps
@@ -29,7 +30,9 @@ from accelerate.utils import set_seed
 from transformers import PaliGemmaProcessor
 
 from data.atomic import staged_dir
+from data.mask_codec.training_check import require_training_codec
 from data.schema import DataError
+from data.segment_target import codec_record
 from data.workspace import Workspace
 from models.loading import ModelError, resolve_base
 from training.config import ConfigError, RunConfig, add_config_arguments, config_from_args
@@ -91,6 +94,7 @@ def train(
     check_runtime(config)
     workspace = workspace or Workspace.from_env()
     inputs = resolve_inputs(config, workspace)
+    require_training_codec(inputs.dataset_dir, config.task)  # a segment set encoded by another codec
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     use_tracking_store(tracking_uri or workspace.tracking_uri)
@@ -101,7 +105,7 @@ def train(
     base, processor = load_base_model(config, base_ref)
     model, trainable = prepare_model(base, config)
     loader, sampler, features = make_train_loader(inputs, accelerator, base, base_ref, processor)
-    optimizer, scheduler = make_optimizer(config, model)
+    optimizer, scheduler = make_optimizer(config, model, accelerator.device)
     # The scheduler is not prepared: Accelerate would step it once per process per optimizer step.
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     accelerator.register_for_checkpointing(scheduler)
@@ -120,7 +124,9 @@ def train(
         on_log=on_log,
     )
     mlflow_run_id = _resume(run, inputs, mlflow_run_id)
-    run.mlflow_run_id = start_tracking(accelerator, config, base_ref, inputs.data_hash, trainable, mlflow_run_id)
+    run.mlflow_run_id = start_tracking(
+        accelerator, config, base_ref, inputs.data_hash, trainable, mlflow_run_id, dataset_dir=inputs.dataset_dir
+    )
     try:
         with serve_cached_features(base) if features is not None else contextlib.nullcontext():
             final_loss = train_loop(run)
@@ -151,19 +157,28 @@ def _resume(run: RunState, inputs: RunInputs, mlflow_run_id: str | None) -> str 
 
 
 def _save_adapter(run: RunState, processor: PaliGemmaProcessor, result: TrainResult) -> None:
-    """Write the adapter, processor and run record (main process); a crash never leaves half an adapter."""
+    """Write the adapter, processor and run record; a crash never leaves half an adapter.
+
+    Every process takes part in gathering the weights (``get_state_dict``): under FSDP and
+    ZeRO-3 each holds a shard of every layer, and the model's own state dict on the main
+    process would be its shard alone. The main process writes what was gathered; peft picks
+    the adapter's (and saved modules') tensors out of it.
+    """
     accelerator = run.accelerator
     accelerator.wait_for_everyone()
+    state_dict = accelerator.get_state_dict(run.model)  # every rank: a collective under FSDP and ZeRO-3
     if accelerator.is_main_process:
         with staged_dir(result.adapter_dir) as tmp:
-            accelerator.unwrap_model(run.model).save_pretrained(tmp, safe_serialization=True)
+            accelerator.unwrap_model(run.model).save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
             processor.save_pretrained(tmp)
             info = {
                 **asdict(result),
                 "adapter_dir": str(result.adapter_dir),
                 "config": run.config.model_dump(mode="json"),
+                "mask_codec": codec_record() if run.config.task == "segment" else None,
             }
             (tmp / RUN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    accelerator.wait_for_everyone()  # no process exits before the adapter is whole
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,10 +1,17 @@
-"""``palitune predict``: answer prompts about images with a registered model or an adapter folder."""
+"""``palitune predict``: answer prompts about images with a registered model or an adapter folder.
+
+One line per image: the generated text, or for a segment model a JSON object
+``{"image", "text", "objects": [{"label", "box": [x0, y0, x1, y1], "mask": COCO RLE}]}``, the
+objects in the image's pixels. A segment model is refused (exit 1) when the mask codec in force
+is not the one that encoded its training data.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from data.workspace import Workspace
 from palitune.cli.common import Subparsers, fail
@@ -56,21 +63,33 @@ def adapter_budget(adapter_dir: Path) -> int:
 
 
 def _predict(args: argparse.Namespace, ws: Workspace) -> int:
+    from data.mask_codec.checkpoint import MaskCodecError
+
     if len(args.prompt) not in (1, len(args.image)):
         return fail("give one --prompt, or one per --image", 2)
     prompts = args.prompt * len(args.image) if len(args.prompt) == 1 else args.prompt
-    if args.model.startswith(("models:/", "runs:/")):
-        from registry.serving import predict_registered
-
-        outputs = predict_registered(ws.tracking_uri, args.model, args.image, prompts)
-    else:
-        from models.loading import resolve_base
-        from registry.serving import AdapterPredictor
-
-        adapter = Path(args.model)
-        budget = args.max_new_tokens if args.max_new_tokens is not None else adapter_budget(adapter)
-        predictor = AdapterPredictor(resolve_base(args.base, ws.models), adapter, max_new_tokens=budget)
-        outputs = predictor.predict(args.image, prompts)
-    for output in outputs:
-        print(output)
+    try:
+        answers = _answers(args, ws, prompts)
+    except MaskCodecError as err:
+        return fail(f"{args.model}: {err}")
+    for image, answer in zip(args.image, answers, strict=True):
+        if "objects" in answer:
+            print(json.dumps({"image": image, **answer}, ensure_ascii=False))
+        else:
+            print(answer["text"])
     return 0
+
+
+def _answers(args: argparse.Namespace, ws: Workspace, prompts: list[str]) -> list[dict[str, Any]]:
+    if args.model.startswith(("models:/", "runs:/")):
+        from registry.serving import answer_registered
+
+        return answer_registered(ws.tracking_uri, args.model, args.image, prompts)
+    from models.loading import resolve_base
+    from registry.serving import AdapterPredictor, require_adapter_codec
+
+    adapter = Path(args.model)
+    budget = args.max_new_tokens if args.max_new_tokens is not None else adapter_budget(adapter)
+    require_adapter_codec(adapter)  # a refused codec is said before any base is built or loaded
+    predictor = AdapterPredictor(resolve_base(args.base, ws.models), adapter, max_new_tokens=budget)
+    return predictor.answers(args.image, prompts)

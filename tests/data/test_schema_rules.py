@@ -10,10 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from data.example import record_problems
+from data.masks import encode_rle
 from data.schema import DataError, read_split
 from data.synthetic import SplitSizes, write_shapes_vqa
 from data.tasks import TASKS, ImageSize, detect_prefix, extract_prefix, get_task
@@ -169,3 +171,87 @@ def test_a_carriage_return_between_tokens_is_one_line_on_both_paths(dataset: Pat
     _put_line_2(dataset, line)
     assert len(read_split(dataset, "train")) == 3
     assert validate_dataset(dataset).problems == []
+
+
+def _mask(x0: int, y0: int, x1: int, y1: int) -> dict[str, Any]:
+    """A COCO RLE of the ``SIZE`` image, filled over ``[x0, x1) x [y0, y1)``."""
+    pixels = np.zeros((SIZE.height, SIZE.width), bool)
+    pixels[y0:y1, x0:x1] = True
+    return encode_rle(pixels)
+
+
+def _segment(objects: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    objects = objects or [{"box": [2, 3, 20, 25], "label": "cat", "mask": _mask(4, 5, 18, 24)}]
+    return {
+        "image": "images/target.png",
+        "prefix": "segment cat",
+        "suffix": get_task("segment").render_suffix(objects, SIZE),
+        "task": "segment",
+        "id": "s1",
+        "masks": objects,
+    }
+
+
+def test_a_mask_inside_its_box_is_valid_on_both_paths(dataset: Path) -> None:
+    record = _segment()
+    assert record_problems(record, dataset, SIZE) == []
+    _put_line_2(dataset, record)
+    assert read_split(dataset, "train")[1].masks == record["masks"]
+    assert validate_dataset(dataset).problems == []
+
+
+@pytest.mark.parametrize(
+    ("mask", "message"),
+    [
+        (lambda: _mask(0, 0, 0, 0), "the mask is empty"),
+        (lambda: {"size": [SIZE.height + 1, SIZE.width], "counts": "PP"}, "is not the image's [height, width]"),
+        (lambda: {"size": [SIZE.height, SIZE.width], "counts": [5, 7]}, "summing to 1200"),
+        (lambda: _mask(4, 5, 23, 24), "reaches past its box [2, 3, 20, 25]"),  # 3 pixels past x1
+    ],
+    ids=["empty", "other_size", "counts_not_the_image", "past_the_box"],
+)
+def test_a_bad_mask_is_found_by_validation_at_its_file_line_and_field(
+    dataset: Path, mask: Callable[[], Any], message: str
+) -> None:
+    objects = [{"box": [2, 3, 20, 25], "label": "cat", "mask": _mask(4, 5, 18, 24)}]
+    record = _segment(objects) | {"masks": [{**objects[0], "mask": mask()}]}
+    problems = record_problems(record, dataset, SIZE)
+    assert problems[0][0] == "masks[0].mask" and message in problems[0][1], problems
+    path = _put_line_2(dataset, record)
+    located = {(p.file, p.line, p.field): str(p) for p in validate_dataset(dataset).problems}
+    assert (str(path), 2, "masks[0].mask") in located and message in located[(str(path), 2, "masks[0].mask")]
+
+
+def test_the_mask_box_tolerance_is_two_pixels_on_every_side(dataset: Path) -> None:
+    box = [5, 5, 15, 15]
+    inside = [(3, 3, 17, 17)]  # two pixels out on each side: kept
+    outside = [(2, 5, 15, 15), (5, 2, 15, 15), (5, 5, 18, 15), (5, 5, 15, 18)]  # three out on one side
+    for x0, y0, x1, y1 in inside + outside:
+        record = _segment([{"box": box, "label": "cat", "mask": _mask(x0, y0, x1, y1)}])
+        fields = [field for field, _ in record_problems(record, dataset, SIZE)]
+        assert fields == ([] if (x0, y0, x1, y1) in inside else ["masks[0].mask"]), (x0, y0, x1, y1)
+
+
+@pytest.mark.parametrize(
+    ("obj", "field", "message"),
+    [
+        ({"box": [2, 3, 20, 25], "label": "cat"}, "masks[0]", 'must be {"box"'),
+        ({"box": [20, 3, 2, 25], "label": "cat", "mask": None}, "masks[0].box", "inverted or empty box"),
+        ({"box": [2, 3, 20], "label": "cat", "mask": None}, "masks[0].box", "must be [x0, y0, x1, y1]"),
+        ({"box": [2, 3, 20, 25], "label": "a ; b", "mask": None}, "masks[0].label", "without ';'"),
+    ],
+    ids=["no_mask_field", "inverted_box", "short_box", "label_with_separator"],
+)
+def test_a_bad_object_is_refused_by_read_split_at_its_field(dataset: Path, obj: Any, field: str, message: str) -> None:
+    record = {**_segment(), "masks": [obj]}
+    path = _put_line_2(dataset, record)
+    with pytest.raises(DataError) as raised:
+        read_split(dataset, "train")
+    assert (raised.value.file, raised.value.line, raised.value.field) == (str(path), 2, field)
+    assert message in str(raised.value)
+
+
+def test_a_box_outside_the_image_is_located_at_the_object(dataset: Path) -> None:
+    record = _segment()
+    record["masks"][0]["box"] = [2, 3, 41, 25]
+    assert record_problems(record, dataset, SIZE) == [("masks[0].box", "box [2, 3, 41, 25] outside the 40x30 image")]

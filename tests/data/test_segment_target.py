@@ -97,3 +97,30 @@ def test_a_predicted_box_of_no_area_is_dropped_not_an_error(tmp_path: Path) -> N
     result = score_records("segment", [example_record(root, e, flat) for e in examples])
     assert result.metrics["miou"] == 0.0 and result.metrics["invalid"] == len(examples)
     assert result.details["dropped_objects"] == len(examples)
+
+
+def test_training_refuses_another_codec_at_the_manifest_and_records_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from data.mask_codec.training_check import require_training_codec
+    from data.schema import DataError
+    from data.segment_target import codec_record
+
+    root = write_synthetic("segment", tmp_path / "segment", sizes=SplitSizes(2, 1, 1), image_size=32)
+    assert require_training_codec(root, "segment") == codec_record() == current_codec().identity.as_dict()
+    assert require_training_codec(tmp_path / "not-even-there", "vqa") is None, "other tasks have nothing to check"
+
+    save_npz(tmp_path / "other.npz", random_checkpoint(dim=16))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "other.npz"))
+    with pytest.raises(DataError, match="was encoded with mask codec 'embedded'.*loaded codec is 'other'") as raised:
+        require_training_codec(root, "segment")
+    assert (raised.value.file, raised.value.field) == (str(root / MANIFEST_FILE), "mask_codec")
+
+    monkeypatch.delenv(ENV_VAR)
+    manifest = json.loads((root / MANIFEST_FILE).read_text())
+    (root / MANIFEST_FILE).write_text(json.dumps({k: v for k, v in manifest.items() if k != "mask_codec"}))
+    with pytest.raises(DataError, match="records no 'mask_codec'"):
+        require_training_codec(root, "segment")
+    (root / MANIFEST_FILE).unlink()
+    with pytest.raises(DataError, match="no manifest"):
+        require_training_codec(root, "segment")

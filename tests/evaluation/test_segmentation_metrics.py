@@ -50,3 +50,43 @@ def test_target_codes_through_text_score_their_own_decoded_mask_perfectly() -> N
     assert dropped == 0
     assert mask_iou(parsed, decoded) == 1.0
     assert mask_iou(parsed, raw) >= 0.85
+
+
+def _segment_record(target_box: list[float], predicted: list[list[float]], label: str = "square") -> dict:
+    """A 64x64 record whose target is a square filling ``target_box`` and whose prediction is
+    one object per box in ``predicted``, each with the target's codes."""
+    from data.mask_codec import load_codec
+    from data.masks import encode_rle
+    from data.seg_tokens import encode_objects
+
+    codes = load_codec().mask_to_codes(_square(*map(int, target_box), size=64), target_box)
+    text = encode_objects([[*box, label, codes] for box in predicted], 64, 64) if predicted else "no objects"
+    target = {"box": target_box, "label": "square", "mask": encode_rle(_square(*map(int, target_box), size=64))}
+    return {"prediction": text, "masks": [target], "width": 64, "height": 64}
+
+
+def test_box_accuracy_at_half_iou_is_big_vision_s_first_object_rule() -> None:
+    from evaluation.score import score_records
+
+    box = [8.0, 8.0, 40.0, 40.0]
+    records = [
+        _segment_record(box, [box]),  # the same box: a hit
+        _segment_record(box, [[8.0, 8.0, 40.0, 24.0]]),  # half the box: IoU 0.5, a hit (>=)
+        _segment_record(box, [[8.0, 8.0, 40.0, 20.0]]),  # IoU 0.375: a miss
+        _segment_record(box, [[30.0, 30.0, 60.0, 60.0], box]),  # only the first object counts: a miss
+        _segment_record(box, []),  # invalid: a miss
+    ]
+    result = score_records("segment", records)
+    assert result.metrics["box_acc50"] == pytest.approx(2 / 5)
+    assert result.metrics["invalid"] == 1.0
+    assert "boxacc/0.5" not in result.metrics, "a metric key has no '/' of its own"
+
+
+def test_box_accuracy_with_several_objects_matches_each_target_once_by_label() -> None:
+    from evaluation.segment_scoring import box_hits
+
+    a, b = [0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]
+    assert box_hits([(b, "dog"), (a, "cat")], [(a, "cat"), (b, "dog")]) == 1.0
+    assert box_hits([(a, "cat")], [(a, "cat"), (a, "cat")]) == 0.5, "one prediction matches one target"
+    assert box_hits([(a, "dog"), (b, "dog")], [(a, "cat"), (b, "dog")]) == 0.5, "labels must agree"
+    assert box_hits([], [(a, "cat")]) == 0.0
