@@ -7,6 +7,7 @@ built locally.
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -14,6 +15,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests use their own stores, never a user's
 os.environ.pop("MLFLOW_RUN_ID", None)
+# A test that names no workspace gets a temporary one, never the checkout's (or a user's) own.
+os.environ["PALITUNE_HOME"] = tempfile.mkdtemp(prefix="palitune-test-home-")
 
 from pathlib import Path  # noqa: E402
 
