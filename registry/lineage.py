@@ -6,7 +6,6 @@ Every tag palitune writes on a run or a model version is named once, in
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -26,29 +25,10 @@ from data.lineage_tags import (  # noqa: F401  (re-exported: the registry's tag 
     TAG_PREFIX,
     TASK_TAG,
     UNVERSIONED,
+    git_state,
 )
 
 DEFAULT_BASE = "tiny"  # the base of a version whose tags name none
-
-
-def git_state(repo: Path | None = None) -> tuple[str, bool]:
-    """The commit checked out in ``repo`` (default: the current directory) and whether the
-    working tree differs from it; ``("unknown", True)`` outside a git checkout."""
-    cwd = str(repo or Path.cwd())
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", True
-    return commit, bool(status.strip())
 
 
 def lineage_tags(

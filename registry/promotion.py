@@ -17,6 +17,7 @@ from evaluation.compare import compare
 from evaluation.report import EvaluationReport
 from registry.lineage import LAST_CHALLENGE_TAG, PROMOTION_TAG_PREFIX, ROLLBACK_TAG
 from registry.models import CHAMPION, PREVIOUS_CHAMPION, model_lock, version_by_alias
+from registry.tracking import link_evaluation, logged_model_id
 
 
 def _gate(default: Any, help_text: str, **extra: Any) -> Any:
@@ -110,6 +111,26 @@ class Decision:
     p_value: float = 1.0
     failures: tuple[str, ...] = ()
 
+    @property
+    def p_value_text(self) -> str:
+        """The p-value as a person reads it: three decimals, ``<0.001`` below that (a
+        bootstrap's smallest p-value is ``1 / (resamples + 1)``, not a number worth printing)."""
+        return "<0.001" if self.p_value < 0.001 else f"{self.p_value:.3f}"
+
+    def summary(self) -> str:
+        """The decision in one line, the model version's description in the MLflow UI, e.g.
+        ``promoted: vqa/test/vqa_accuracy 0.5000 vs untrained base 0.0000, gain CI [+0.4000,
+        +0.6000], p <0.001``; a rejection adds the first gate it failed."""
+        verdict = "promoted" if self.promote else "rejected"
+        line = (
+            f"{verdict}: {self.metric} {self.challenger:.4f} vs {self.baseline_kind} {self.baseline:.4f}, "
+            f"gain CI [{self.ci_low:+.4f}, {self.ci_high:+.4f}], p {self.p_value_text}"
+        )
+        if not self.failures:
+            return line
+        more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        return f"{line}; {self.failures[0]}{more}"
+
     def as_tags(self) -> dict[str, str]:
         """The decision as model version tags, ``palitune.promotion.<field>``."""
         fields = {
@@ -178,10 +199,12 @@ def decide(
 
 
 def apply_decision(client: MlflowClient, name: str, version: str, decision: Decision) -> str | None:
-    """Record the decision on the version; when it wins, make it ``champion`` and keep the
+    """Record the decision on the version (its tags, and its one-line description, which the
+    MLflow UI shows in the versions table); when it wins, make it ``champion`` and keep the
     replaced one as ``previous-champion``. Returns the champion version afterwards."""
     for key, value in decision.as_tags().items():
         client.set_model_version_tag(name, version, key, value)
+    client.update_model_version(name, version, description=decision.summary())
     current = version_by_alias(client, name, CHAMPION)
     if decision.promote:
         if current is not None and str(current.version) != version:
@@ -215,6 +238,12 @@ def run_promotion(
         The decision and the champion version afterwards.
     """
     policy = policy or PromotionPolicy()
+    # The evaluation the run logged becomes metrics of the version's logged model, linked to
+    # its dataset, before the decision is written beside it (repeating it stores nothing new).
+    registered = client.get_model_version(name, version)
+    model_id = logged_model_id(registered)
+    if registered.run_id and model_id:
+        link_evaluation(client, str(registered.run_id), model_id)
     with model_lock(client, name):  # read champion, judge, move aliases: one step
         current = version_by_alias(client, name, CHAMPION)
         if current is None or str(current.version) == version:

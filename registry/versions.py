@@ -19,6 +19,7 @@ class VersionView:
         run_id: the MLflow run that trained it (``None`` if it was registered without one).
         source: where its model lives (``models:/m-...``).
         tags: every tag of the version.
+        description: its one-line description: the promotion decision, once there is one.
     """
 
     version: str
@@ -26,6 +27,7 @@ class VersionView:
     run_id: str | None
     source: str
     tags: dict[str, str] = field(default_factory=dict)
+    description: str = ""
 
     @property
     def metrics(self) -> dict[str, str]:
@@ -47,7 +49,12 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionView]:
             aliases_of.setdefault(str(number), []).append(alias)
     return [
         VersionView(
-            str(v.version), tuple(sorted(aliases_of.get(str(v.version), []))), v.run_id, str(v.source), dict(v.tags)
+            str(v.version),
+            tuple(sorted(aliases_of.get(str(v.version), []))),
+            v.run_id,
+            str(v.source),
+            dict(v.tags),
+            v.description or "",
         )
         for v in versions
     ]

@@ -117,7 +117,7 @@ def _rollback(args: argparse.Namespace, ws: Workspace) -> int:
 
 def _promote(args: argparse.Namespace, ws: Workspace) -> int:
     from registry.challenge import challenge
-    from registry.tracking import client_for
+    from registry.tracking import client_for, version_url
 
     try:
         policy = _policy(args)
@@ -132,6 +132,8 @@ def _promote(args: argparse.Namespace, ws: Workspace) -> int:
     verdict = "promoted" if decision.promote else "not promoted"
     print(f"{args.name}: {verdict} (scored on {outcome.dataset_dir})\n  {decision.reason}")
     print(f"  champion: {'v' + holder if holder else 'none'}")
+    if holder:
+        print(f"  page:     {version_url(ws.tracking_uri, args.name, holder)}")
     return 0 if decision.promote else 3
 
 

@@ -25,7 +25,7 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
     """Print the registered versions of ``palitune-<task>``; non-zero if there is no champion."""
     from registry.lineage import DATASET_TAG, PROMOTION_REASON_TAG
     from registry.models import CHAMPION, model_name
-    from registry.tracking import UNTRAINED, client_for, logged_evaluation, run_link
+    from registry.tracking import UNTRAINED, client_for, logged_evaluation, run_link, ui_url, version_url
     from registry.versions import list_versions
 
     uri = ws.tracking_uri
@@ -33,14 +33,14 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
     versions = list_versions(client, name)
     print(f"workspace        {ws.root}")
     print(f"MLflow store     {uri}")
-    print(f"  browse it:     .venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1")
+    print(f"  browse it:     {ui_url(uri)}  (for a local store: make mlflow-ui; PALITUNE_MLFLOW_UI moves it)")
     print(f"Dagster home     {ws.dagster_home}  (make ui, then http://127.0.0.1:3000)")
     print(f"registered model {name}: {len(versions)} version(s)")
     champion = None
     for v in versions:
         print(
             f"  v{v.version:<3} aliases={','.join(v.aliases) or '-':<28} dataset={v.tags.get(DATASET_TAG)} "
-            f"metrics={v.metrics} decision={v.tags.get(PROMOTION_REASON_TAG, '-')}"
+            f"metrics={v.metrics} decision={v.description or v.tags.get(PROMOTION_REASON_TAG, '-')}"
         )
         if CHAMPION in v.aliases:
             champion = v
@@ -49,6 +49,7 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
         return 1
     print(f"champion         models:/{name}@{CHAMPION} = v{champion.version}")
     print(f"  dataset hash   {champion.tags.get(DATASET_TAG)}")
+    print(f"  MLflow version {version_url(uri, name, champion.version)}")
     print(f"  MLflow run     {champion.run_id}  {run_link(client, champion.run_id)}")
     untrained = logged_evaluation(client, champion.run_id, label=UNTRAINED)
     print(f"  untrained base {', '.join(f'{k}={v:.3f}' for k, v in untrained.items()) or '-'}")
@@ -57,7 +58,7 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
 
 def print_lineage(ws: Workspace, name: str) -> int:
     """Print every version of ``name`` with its aliases and lineage tags; non-zero if none."""
-    from registry.tracking import client_for
+    from registry.tracking import client_for, version_url
     from registry.versions import list_versions
 
     uri = ws.tracking_uri
@@ -67,6 +68,8 @@ def print_lineage(ws: Workspace, name: str) -> int:
         return 1
     for v in versions:
         print(f"{name} v{v.version}  aliases: {', '.join(v.aliases) or '-'}")
+        print(f"  description  {v.description or '-'}")
+        print(f"  page         {version_url(uri, name, v.version)}")
         print(f"  source       {v.source}")
         print(f"  run          {v.run_id}")
         for key, value in v.lineage.items():

@@ -12,7 +12,7 @@ from registry.lineage import (
     version_tags,
 )
 from registry.promotion import PromotionPolicy, policy_gates
-from registry.tracking import run_url
+from registry.tracking import UI_ENV, run_url
 
 
 def test_a_version_keeps_the_runs_lineage_and_its_metrics_only() -> None:
@@ -51,5 +51,6 @@ def test_a_policy_from_gates_copies_mappings_and_refuses_other_names() -> None:
     ("uri", "ui"),
     [("sqlite:///w/mlflow.db", "http://127.0.0.1:5000"), ("https://mlflow.example.org/", "https://mlflow.example.org")],
 )
-def test_a_run_links_to_its_server_or_the_local_ui(uri: str, ui: str) -> None:
+def test_a_run_links_to_its_server_or_the_local_ui(uri: str, ui: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(UI_ENV, raising=False)
     assert run_url(uri, "abc", "3") == f"{ui}/#/experiments/3/runs/abc"

@@ -6,7 +6,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from evaluation.report import EvaluationReport, ScoredPrediction
-from registry.models import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, register_adapter, version_by_alias
+from registry.models import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    download_adapter,
+    register_adapter,
+    version_by_alias,
+)
 from registry.promotion import PromotionPolicy, decide, rollback, run_promotion
 from registry.tracking import client_for, open_run
 
@@ -136,8 +143,9 @@ def test_reports_on_different_examples_cannot_be_compared() -> None:
 
 def test_the_version_points_at_uploaded_files(client: MlflowClient, tmp_path: Path) -> None:
     version = client.get_model_version(NAME, _register(client, tmp_path, "v1"))
-    files = [a.path for a in client.list_artifacts(version.run_id, "adapter")]
-    assert files == ["adapter/adapter_model.safetensors"]
+    adapter = download_adapter(client, version, tmp_path / "fetched")
+    assert [p.name for p in adapter.iterdir()] == ["adapter_model.safetensors"]
+    assert (adapter / "adapter_model.safetensors").read_bytes() == b"v1"
     assert version.source.startswith("models:/m-"), "the version is the logged pyfunc model"
 
 
