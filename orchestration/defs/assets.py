@@ -1,6 +1,10 @@
 """The lifecycle, one asset per artifact:
 
 raw_dataset -> dataset_version -> finetuned_adapter -> evaluation_report -> model_version -> champion
+
+Each persists its artifact itself (DVC, disk, MLflow) and returns a ``MaterializeResult``;
+the next one finds the artifact through the metadata in the event log (``upstream``), so
+no output is pickled and a re-execution from failure works with a pod per run.
 """
 
 from orchestration.defs.dataset_assets import dataset_version, raw_dataset

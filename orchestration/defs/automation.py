@@ -2,7 +2,16 @@
 
 Both start stopped (turn them on in the UI's Automation tab, or ``dagster schedule start
 weekly_retrain`` / ``dagster sensor start new_dataset_version``); the daemon of
-``dagster dev`` runs them.
+``dg dev`` runs them.
+
+Why a schedule and a sensor rather than declarative automation (``AutomationCondition``):
+both start *one* ``retrain`` run per task for the whole chain, tagged with the dataset hash
+and the trigger, so a failure is re-executed from where it failed and the one-run-per-task
+limit applies to the retrain as a whole. ``AutomationCondition.on_cron`` (or ``eager``) on
+the assets would request each asset once its parents updated: six runs per task, without
+those tags. And what the sensor watches, the DVC version recorded in the task's ``.dvc`` file or
+``dvc.lock``, is outside the asset graph: declaratively it would take an observable source
+asset plus a cadence to observe it, more code for the same behaviour.
 """
 
 import os

@@ -10,8 +10,8 @@ from dagster import (
     AssetExecutionContext,
     Config,
     DataVersion,
+    MaterializeResult,
     MetadataValue,
-    Output,
 )
 
 from data.pipeline import ensure_pipeline, output_dir, read_params, reproduce, set_params, task_defaults
@@ -23,6 +23,7 @@ from data.workspace import Workspace
 from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import DvcResource, WorkspaceResource
 from orchestration.defs.retries import TRANSIENT, final_on_bad_input
+from orchestration.defs.upstream import upstream_metadata
 
 
 class RawDatasetConfig(Config):
@@ -89,7 +90,7 @@ def validity(dataset: Path) -> AssetCheckResult:
 )
 def raw_dataset(
     context: AssetExecutionContext, workspace: WorkspaceResource, dvc: DvcResource, config: RawDatasetConfig
-):
+) -> MaterializeResult:
     """The task's dataset folder in the JSONL contract, split into train/val/test.
 
     Data of your own, ingested to ``datasets/<task>`` (``palitune data ingest``), is used as
@@ -112,44 +113,55 @@ def raw_dataset(
             (path,) = reproduce(layout.root, [task])
             source = "synthetic (dvc repro)"
     manifest = json.loads((path / MANIFEST_FILE).read_text())
-    yield Output(
-        str(path),
+    return MaterializeResult(
         metadata={
-            # not "path": the IO manager sets that key to where it stored the output
             "dataset": MetadataValue.path(str(path)),
             "source": source,
             "counts": MetadataValue.json(manifest["counts"]),
             "preview": _preview(path),
         },
+        check_results=[validity(path)],
     )
-    yield validity(path)
 
 
 @task_asset(
     group="data",
     kinds={"dvc"},
-    code_version="2",
+    code_version="3",
     retry_policy=TRANSIENT,
+    deps=[raw_dataset],
 )
 def dataset_version(
-    context: AssetExecutionContext, raw_dataset: str, workspace: WorkspaceResource, dvc: DvcResource
-) -> Output[DatasetVersion]:
+    context: AssetExecutionContext, workspace: WorkspaceResource, dvc: DvcResource
+) -> MaterializeResult:
     """The dataset folder versioned with DVC and pushed to the remote. Its hash is the data
     version: every run trained or scored on it is tagged with it, and
     ``palitune data checkout HASH`` restores it on a fresh clone."""
     layout = workspace.layout
     ensure_repo(layout.root, dvc.remote(layout))
     with final_on_bad_input():
-        version = version_dataset(layout.root, Path(raw_dataset))
+        version = version_dataset(layout.root, Path(upstream_metadata(context, "raw_dataset")["dataset"]))
     context.log.info(f"dataset {version.path} is DVC version {version.hash}")
-    return Output(
-        version,
+    return MaterializeResult(
         data_version=DataVersion(version.hash),
         metadata={
+            "dataset": MetadataValue.path(str(version.path)),
             "dvc_hash": version.hash,
             "files": version.files,
             "bytes": version.size,
             "dvc_file": MetadataValue.path(str(version.dvc_file)),
             "remote": str(dvc.remote(layout)),
         },
+    )
+
+
+def read_dataset_version(context: AssetExecutionContext) -> DatasetVersion:
+    """The dataset version the partition's ``dataset_version`` last recorded (``upstream_metadata``)."""
+    recorded = upstream_metadata(context, "dataset_version")
+    return DatasetVersion(
+        path=Path(recorded["dataset"]),
+        hash=str(recorded["dvc_hash"]),
+        dvc_file=Path(recorded["dvc_file"]),
+        files=int(recorded["files"]),
+        size=int(recorded["bytes"]),
     )

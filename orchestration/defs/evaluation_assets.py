@@ -1,16 +1,18 @@
 """Evaluation stage: the fine-tuned and the untrained model scored on the test split."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from dagster import AssetCheckResult, AssetCheckSpec, Config, MetadataValue, Output
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult, MetadataValue
 
-from data.versioning import DatasetVersion
 from evaluation.pictures import write_pictures
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
+from orchestration.defs.dataset_assets import dataset_version, read_dataset_version
 from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import MlflowResource, WorkspaceResource
-from orchestration.defs.training_assets import TrainedAdapter
+from orchestration.defs.training_assets import finetuned_adapter, read_finetuned_adapter
+from orchestration.defs.upstream import upstream_metadata
 from registry.tracking import FINETUNED, UNTRAINED, log_evaluation
 
 FLOORS_CHECK = "metric_floors"
@@ -18,6 +20,8 @@ FLOORS_CHECK = "metric_floors"
 
 @dataclass(frozen=True)
 class Evaluation:
+    """Both reports of ``evaluation_report``, as it wrote them to disk."""
+
     finetuned: EvaluationReport
     untrained: EvaluationReport
 
@@ -41,7 +45,8 @@ def _preview(report: EvaluationReport, rows: int = 8) -> MetadataValue:
 @task_asset(
     group="evaluation",
     kinds={"pytorch"},
-    code_version="2",
+    code_version="3",
+    deps=[finetuned_adapter, dataset_version],
     check_specs=[
         AssetCheckSpec(
             FLOORS_CHECK,
@@ -52,36 +57,21 @@ def _preview(report: EvaluationReport, rows: int = 8) -> MetadataValue:
     ],
 )
 def evaluation_report(
-    finetuned_adapter: TrainedAdapter,
-    dataset_version: DatasetVersion,
-    config: EvaluationConfig,
-    workspace: WorkspaceResource,
-    mlflow: MlflowResource,
-):
+    context: AssetExecutionContext, config: EvaluationConfig, workspace: WorkspaceResource, mlflow: MlflowResource
+) -> MaterializeResult:
     """The fine-tuned and the untrained model, generated and scored on the test split with
     the task's metrics; the reports, predictions and pictures are logged to the MLflow run."""
-    layout, result = workspace.layout, finetuned_adapter.result
-    finetuned = evaluate(result.base_model, dataset_version.path, adapter_dir=result.adapter_dir)
-    untrained = evaluate(result.base_model, dataset_version.path)
-    client, run_id = mlflow.client(layout), finetuned_adapter.mlflow_run_id
+    layout, result, version = workspace.layout, read_finetuned_adapter(context), read_dataset_version(context)
+    finetuned = evaluate(result.base_model, version.path, adapter_dir=result.adapter_dir)
+    untrained = evaluate(result.base_model, version.path)
+    client, run_id = mlflow.client(layout), result.mlflow_run_id
     reports_dir = result.adapter_dir.parent / "evaluation"
-    write_pictures(finetuned, dataset_version.path, reports_dir / FINETUNED)
-    log_evaluation(client, run_id, finetuned, reports_dir / FINETUNED, label=FINETUNED)
-    log_evaluation(client, run_id, untrained, reports_dir / UNTRAINED, label=UNTRAINED)
+    write_pictures(finetuned, version.path, reports_dir / FINETUNED)
+    log_evaluation(client, run_id, finetuned, reports_dir / FINETUNED, label=FINETUNED, dataset_dir=version.path)
+    log_evaluation(client, run_id, untrained, reports_dir / UNTRAINED, label=UNTRAINED, dataset_dir=version.path)
     metric = finetuned.primary_metric
-    yield Output(
-        Evaluation(finetuned, untrained),
-        metadata={
-            metric: finetuned.primary_value,
-            f"untrained {metric}": untrained.primary_value,
-            "examples": len(finetuned.predictions),
-            "dataset_hash": dataset_version.hash,
-            "preview": _preview(finetuned),
-            "report": MetadataValue.path(str(reports_dir / FINETUNED)),
-        },
-    )
     failures = finetuned.floor_failures(dict(config.floors))
-    yield AssetCheckResult(
+    floors = AssetCheckResult(
         check_name=FLOORS_CHECK,
         passed=not failures,
         metadata={
@@ -89,4 +79,25 @@ def evaluation_report(
             "failures": MetadataValue.text("\n".join(failures) or "none"),
             metric: finetuned.primary_value,
         },
+    )
+    return MaterializeResult(
+        metadata={
+            metric: finetuned.primary_value,
+            f"untrained {metric}": untrained.primary_value,
+            "examples": len(finetuned.predictions),
+            "dataset_hash": version.hash,
+            "preview": _preview(finetuned),
+            "report": MetadataValue.path(str(reports_dir / FINETUNED)),
+            "untrained_report": MetadataValue.path(str(reports_dir / UNTRAINED)),
+        },
+        check_results=[floors],
+    )
+
+
+def read_evaluation(context: AssetExecutionContext) -> Evaluation:
+    """Both reports the partition's ``evaluation_report`` last wrote, read back from their folders."""
+    recorded = upstream_metadata(context, "evaluation_report")
+    return Evaluation(
+        finetuned=EvaluationReport.read(Path(recorded["report"])),
+        untrained=EvaluationReport.read(Path(recorded["untrained_report"])),
     )

@@ -29,7 +29,7 @@ from dagster import (
 
 from data.workspace import HOME_ENV, Workspace
 from registry.models import model_name
-from registry.tracking import RegistryClient, client_for, run_link
+from registry.tracking import RegistryClient, client_for, run_link, version_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,6 +80,12 @@ class MlflowResource(ConfigurableResource):
     def run_url(self, workspace: Workspace, run_id: str) -> str:
         """The run's page: on the tracking server itself, or on ``make mlflow-ui`` for a local store."""
         return run_link(self.client(workspace), run_id)
+
+    def model_version_url(self, workspace: Workspace, name: str, version: str) -> str:
+        """The model version's page, in the MLflow UI that ``run_url``'s links open
+        (``registry.tracking.version_url``): ``PALITUNE_MLFLOW_UI``, else the tracking server
+        in use, else ``make mlflow-ui`` for a local store."""
+        return version_url(self.uri(workspace), name, version)
 
 
 class TrainingLauncher(ConfigurableResource):

@@ -4,17 +4,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MetadataValue, Output
+from dagster import AssetCheckResult, AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult, MetadataValue
 
 from data.tasks import get_task
-from data.versioning import DatasetVersion
 from data.workspace import HOME_ENV
+from orchestration.defs.dataset_assets import dataset_version, read_dataset_version
 from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import PROJECT_ROOT, MlflowResource, TrainingLauncher, WorkspaceResource
 from orchestration.defs.retries import TRANSIENT, final_on_bad_input
+from orchestration.defs.upstream import upstream_metadata
 from registry.lineage import lineage_tags
 from registry.tracking import open_run
-from training.config import ConfigError, RunConfig, load_config
+from training.config import ConfigError, load_config
 from training.pipes_report import PREFLIGHT_CHECK
 from training.train import RUN_INFO_FILE, TrainResult
 
@@ -26,13 +27,6 @@ class FinetuneConfig(Config):
     overrides: list[str] = []
 
 
-@dataclass(frozen=True)
-class TrainedAdapter:
-    result: TrainResult
-    config: RunConfig
-    mlflow_run_id: str
-
-
 def _config_path(config: FinetuneConfig, task: str) -> Path:
     chosen = Path(config.config or get_task(task).config)
     return chosen if chosen.is_absolute() or chosen.is_file() else PROJECT_ROOT / chosen
@@ -41,8 +35,9 @@ def _config_path(config: FinetuneConfig, task: str) -> Path:
 @task_asset(
     group="training",
     kinds={"pytorch", "accelerate"},
-    code_version="2",
+    code_version="3",
     retry_policy=TRANSIENT,
+    deps=[dataset_version],
     check_specs=[
         AssetCheckSpec(
             PREFLIGHT_CHECK,
@@ -54,28 +49,28 @@ def _config_path(config: FinetuneConfig, task: str) -> Path:
 )
 def finetuned_adapter(
     context: AssetExecutionContext,
-    dataset_version: DatasetVersion,
     config: FinetuneConfig,
     workspace: WorkspaceResource,
     mlflow: MlflowResource,
     launcher: TrainingLauncher,
-):
+) -> MaterializeResult:
     """The task's run config trained on the dataset version's train split, by
     ``accelerate launch -m training.train`` in its own process (Dagster Pipes), logging into
     an MLflow run opened here with the lineage tags. Resumes from the run's last checkpoint
     when a retry of the same Dagster run starts it again."""
     task, layout = context.partition_key, workspace.layout
+    version = read_dataset_version(context)
     config_path = _config_path(config, task)
     # Dagster run and task name the output folder: a retry of this run resumes it.
     output_dir = f"runs/{task}-{context.run.run_id}"
-    args = [*config.overrides, f"dataset={dataset_version.path}", f"output_dir={output_dir}"]
+    args = [*config.overrides, f"dataset={version.path}", f"output_dir={output_dir}"]
     with final_on_bad_input():
         run_config = load_config(config_path, args)
         if run_config.task != task:
             raise ConfigError(f"{config_path}: task: is {run_config.task!r}, but this partition is {task!r}")
     client = mlflow.client(layout)
     tags = lineage_tags(
-        dataset_hash=dataset_version.hash,
+        dataset_hash=version.hash,
         base_model=run_config.base_model,
         config_hash=run_config.fingerprint(),
         task=task,
@@ -87,17 +82,37 @@ def finetuned_adapter(
     )
     env = {HOME_ENV: str(layout.root), "MLFLOW_TRACKING_URI": mlflow.uri(layout), "MLFLOW_RUN_ID": run_id}
     invocation = launcher.launch(
-        context, ["--config", str(config_path), *args], env, extras={"task": task, "dataset_hash": dataset_version.hash}
+        context, ["--config", str(config_path), *args], env, extras={"task": task, "dataset_hash": version.hash}
     )
-    reported = {}
+    reported, checks = {}, []
     for result in invocation.get_results():
         if isinstance(result, AssetCheckResult):
-            yield result
+            checks.append(result)
         else:
             reported = dict(result.metadata or {})
-    adapter_dir = layout.resolve(output_dir) / "adapter"
+    trained = read_train_result(layout.resolve(output_dir) / "adapter")
+    return MaterializeResult(
+        metadata={
+            **{k: v for k, v in reported.items() if k != "run_info"},
+            "adapter": MetadataValue.path(str(trained.adapter_dir)),
+            "base_model": trained.base_model,
+            "mlflow_run_id": run_id,
+            "final_loss": trained.final_loss,
+            "steps": trained.steps,
+            "trainable_params": trained.trainable_params,
+            "method": run_config.method.value,
+            "config": MetadataValue.path(str(config_path)),
+            "mlflow_run": MetadataValue.url(mlflow.run_url(layout, run_id)),
+        },
+        check_results=checks,
+    )
+
+
+def read_train_result(adapter_dir: Path) -> TrainResult:
+    """What training wrote beside the adapter (``RUN_INFO_FILE``): base model, dataset hash,
+    loss, steps, MLflow run."""
     info = json.loads((adapter_dir / RUN_INFO_FILE).read_text())
-    trained = TrainResult(
+    return TrainResult(
         adapter_dir=adapter_dir,
         base_model=info["base_model"],
         dataset_hash=info["dataset_hash"],
@@ -107,16 +122,19 @@ def finetuned_adapter(
         mlflow_run_id=info["mlflow_run_id"],
         resumed_from_step=info.get("resumed_from_step", 0),
     )
-    yield Output(
-        TrainedAdapter(trained, run_config, run_id),
-        metadata={
-            **{k: v for k, v in reported.items() if k != "run_info"},
-            "adapter": MetadataValue.path(str(adapter_dir)),
-            "final_loss": trained.final_loss,
-            "steps": trained.steps,
-            "trainable_params": trained.trainable_params,
-            "method": run_config.method.value,
-            "config": MetadataValue.path(str(config_path)),
-            "mlflow_run": MetadataValue.url(mlflow.run_url(layout, run_id)),
-        },
-    )
+
+
+@dataclass(frozen=True)
+class TrainedAdapter:
+    """What the later stages use of a training run: the adapter folder, the base it applies
+    to, and the MLflow run that evaluation and registration log into."""
+
+    adapter_dir: Path
+    base_model: str
+    mlflow_run_id: str
+
+
+def read_finetuned_adapter(context: AssetExecutionContext) -> TrainedAdapter:
+    """The adapter the partition's ``finetuned_adapter`` last trained (``upstream_metadata``)."""
+    recorded = upstream_metadata(context, "finetuned_adapter")
+    return TrainedAdapter(Path(recorded["adapter"]), str(recorded["base_model"]), str(recorded["mlflow_run_id"]))
