@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NAMES = ("vqa_accuracy", "anls", "relaxed_accuracy", "ocr", "field_f1", "caption", "coco_map")
+NAMES = ("vqa_accuracy", "anls", "relaxed_accuracy", "ocr", "field_f1", "caption", "coco_map", "segmentation")
 """The shipped modules, one per metric family of the task table."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -20,6 +21,8 @@ os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 import evaluate  # noqa: E402  (the offline switches are read when evaluate is imported)
 
 from data.loc_tokens import encode_boxes  # noqa: E402
+from data.masks import encode_rle  # noqa: E402
+from data.segment_target import render_segments  # noqa: E402
 from evaluation.evaluate_modules import NAMES, module_path  # noqa: E402
 from evaluation.score import score_records  # noqa: E402
 
@@ -37,6 +40,12 @@ def load(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loader]:
         patch.setattr(evaluate.config, "HF_MODULES_CACHE", root / "modules")
         patch.setattr(evaluate.config, "HF_METRICS_CACHE", root / "metrics")
         yield lambda name: evaluate.load(module_path(name), cache_dir=str(root / "metrics"))
+
+
+def _square(x0: int, y0: int, x1: int, y1: int, width: int, height: int) -> np.ndarray:
+    mask = np.zeros((height, width), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
 
 
 def _answers(rows: list[tuple[str, list[str]]]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
@@ -135,6 +144,43 @@ def test_coco_map_equals_score_records_over_two_images(load: Loader) -> None:
     assert 0.3 < got["coco_map"] < 1.0 and got["details"]["unknown_labels"] == 1
 
 
+def _disc(cx: float, cy: float, r: float, width: int, height: int) -> np.ndarray:
+    """A filled disc, a mask the codec reconstructs only approximately (unlike a box-filling square)."""
+    ys, xs = np.mgrid[:height, :width]
+    return (xs + 0.5 - cx) ** 2 + (ys + 0.5 - cy) ** 2 <= r * r
+
+
+def _mask_object(mask: np.ndarray, box: list[float], label: str) -> dict[str, Any]:
+    """An object as a segment dataset stores it: box in pixels, label, compressed RLE."""
+    return {"box": box, "label": label, "mask": encode_rle(mask)}
+
+
+def test_segmentation_equals_score_records_over_four_images(load: Loader) -> None:
+    """Real RLE masks, predictions rendered by the real codec, one output cut short (invalid)."""
+    disc = _mask_object(_disc(30, 28, 14, 64, 48), [16.0, 14.0, 44.0, 42.0], "disc")
+    square = _mask_object(_square(4, 4, 20, 20, 64, 48), [4.0, 4.0, 20.0, 20.0], "square")
+    wide = _mask_object(_disc(50, 30, 20, 80, 60), [30.0, 10.0, 70.0, 50.0], "disc")
+    shifted = _mask_object(_disc(55, 34, 18, 80, 60), [37.0, 16.0, 73.0, 52.0], "disc")
+    cut = render_segments([disc], 64, 48).split("<seg")[0:9]  # the boxes and 8 of 16 codes
+    targets = [([disc, square], 64, 48), ([wide], 80, 60), ([disc], 64, 48), ([wide], 80, 60)]
+    predictions = [
+        render_segments([disc, square], 64, 48),  # both objects, as the codec renders them
+        render_segments([shifted], 80, 60),  # the right label, a displaced mask
+        "<seg".join(cut),  # invalid: too few codes
+        render_segments([{**shifted, "label": "star"}], 80, 60),  # a label in no target
+    ]
+    references = [{"masks": m, "width": w, "height": h} for m, w, h in targets]
+    got = load("segmentation").compute(predictions=predictions, references=references, return_details=True)
+    records = [{"prediction": p, **r} for p, r in zip(predictions, references, strict=True)]
+    expected = score_records("segment", records)
+    assert {k: got[k] for k in expected.metrics} == expected.metrics
+    assert list(got) == [*expected.metrics, "scores", "details"]
+    assert got["scores"] == expected.scores and got["details"] == expected.details
+    assert got["invalid"] == 1.0 and got["scores"][2] == 0.0 and got["details"]["unknown_labels"] == 1
+    assert got["scores"][0] > 0.8 and 0.2 < got["scores"][1] < 0.8, "the codec decoded real masks"
+    assert 0.0 < got["segm_map"] < 1.0 and got["box_acc50"] == pytest.approx((1.0 + 1.0 + 0.0 + 1.0) / 4)
+
+
 def test_what_cannot_be_scored_raises(load: Loader) -> None:
     with pytest.raises(ValueError, match="answers: expected a non-empty"):
         load("anls").compute(predictions=["a", "b"], references=[["a"], []])
@@ -145,6 +191,13 @@ def test_what_cannot_be_scored_raises(load: Loader) -> None:
         )
     with pytest.raises(ValueError, match="at least two images"):
         load("caption").compute(predictions=["a dog"], references=[["a dog"]])
+    with pytest.raises(ValueError, match=r"masks\[0\]\.mask: RLE size \[8, 8\] is not the image's"):
+        load("segmentation").compute(
+            predictions=["no objects"],
+            references=[
+                {"masks": [_mask_object(_square(0, 0, 4, 4, 8, 8), [0, 0, 4, 4], "a")], "width": 9, "height": 9}
+            ],
+        )
 
 
 @pytest.mark.parametrize("name", NAMES)
