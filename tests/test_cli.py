@@ -40,10 +40,10 @@ def test_ingest_validate_version_checkout(tmp_path: Path, monkeypatch, capsys) -
     assert (restored / "train.jsonl").read_bytes() == (dataset / "train.jsonl").read_bytes()
 
     (dataset / "test.jsonl").write_text('{"image": "../../etc/passwd"}\n')
-    assert main(["data", "validate", str(dataset)]) == 1
+    assert main(["data", "validate", str(dataset)]) == 2  # bad input
     out = capsys.readouterr().out
     assert f"{dataset / 'test.jsonl'}:1: " in out
-    assert main(["data", "version", str(dataset)]) == 1
+    assert main(["data", "version", str(dataset)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("palitune: error: ") and f"{dataset / 'test.jsonl'}:1: image: " in err
     assert recorded_hash(dataset) == digest  # the last good version stays recorded

@@ -8,6 +8,7 @@ lists every field with its default. Validation reports every error at once.
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 from enum import StrEnum
@@ -246,8 +247,32 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # t
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        problems = "\n".join(f"  {'.'.join(str(p) for p in e['loc']) or '(config)'}: {e['msg']}" for e in err.errors())
+        problems = "\n".join(
+            f"  {'.'.join(str(p) for p in e['loc']) or '(config)'}: {_message(e)}" for e in err.errors()
+        )
         raise ConfigError(f"{path or 'config'}: {err.error_count()} invalid field(s)\n{problems}") from None
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message for one error; for an unknown key, the closest field names too (else
+    every field there is), since a typo (``learnig_rate``) is the usual cause and "Extra inputs
+    are not permitted" alone does not say what was meant."""
+    if error["type"] != "extra_forbidden":
+        return str(error["msg"])
+    *parents, key = (str(p) for p in error["loc"])
+    model: type[BaseModel] = RunConfig
+    for name in parents:
+        annotation = model.model_fields[name].annotation if name in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return str(error["msg"])
+        model = annotation
+    nested = [dotted for dotted, _ in config_fields(model) if "." in dotted]  # lora_rank -> lora.rank
+    close = difflib.get_close_matches(key, [*model.model_fields, *nested], n=2, cutoff=0.6)
+    prefix = "".join(f"{name}." for name in parents)
+    if close:
+        return f"{error['msg']}; did you mean {' or '.join(repr(prefix + c) for c in close)}?"
+    where = f" of {prefix.rstrip('.')}" if parents else ""
+    return f"{error['msg']} (the fields{where}: {', '.join(model.model_fields)})"
 
 
 def config_fields(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[tuple[str, Any]]:
@@ -294,6 +319,12 @@ class _Override(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """Every override ``add_config_arguments`` parsed, ``--NAME VALUE`` options first, as ``NAME=VALUE``:
+    what another command line (``palitune train``) passes on to ``python -m training.train``."""
+    return [*(getattr(args, _OVERRIDE_DEST, None) or []), *args.overrides]
+
+
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The config ``add_config_arguments`` options describe: file, then options and NAME=VALUE."""
-    return load_config(args.config, [*(getattr(args, _OVERRIDE_DEST, None) or []), *args.overrides])
+    return load_config(args.config, config_overrides(args))

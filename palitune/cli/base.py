@@ -14,7 +14,7 @@ def add_commands(sub: Subparsers) -> None:
     base = sub.add_parser("base", help="base models").add_subparsers(dest="action", required=True)
     build = base.add_parser("build", help="write the tiny local PaliGemma under the workspace")
     build.add_argument("--out", help="folder (default: <workspace>/models/tiny-paligemma)")
-    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--seed", type=int, default=0, help="seed of its random weights (default 0)")
     build.set_defaults(func=_build)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from data.workspace import Workspace
-from palitune.cli.common import Subparsers
+from palitune.cli.common import BAD_INPUT, OK, BadInput, Subparsers, log, require_dir
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -36,15 +35,15 @@ def add_commands(sub: Subparsers) -> None:
     )
     repro.set_defaults(func=_repro)
     _add_ingest(data)
-    validate = data.add_parser("validate", help="report every problem of a dataset folder (exit 1 if any)")
-    validate.add_argument("dataset")
+    validate = data.add_parser("validate", help="report every problem of a dataset folder (exit 2 if any)")
+    validate.add_argument("dataset", help="dataset folder (train/val/test.jsonl and their images)")
     validate.set_defaults(func=_validate)
     version = data.add_parser("version", help="validate a dataset folder, DVC-version it and push it")
-    version.add_argument("dataset")
+    version.add_argument("dataset", help="dataset folder to version (it is validated first)")
     version.set_defaults(func=_version)
     checkout = data.add_parser("checkout", help="restore a dataset version from its hash")
-    checkout.add_argument("hash")
-    checkout.add_argument("--out", required=True)
+    checkout.add_argument("hash", help="the dataset version: the 32-hex hash `data version` printed")
+    checkout.add_argument("--out", required=True, help="folder to restore it into")
     checkout.set_defaults(func=_checkout)
 
 
@@ -114,20 +113,21 @@ def _repro(args: argparse.Namespace, ws: Workspace) -> int:
 def _validate(args: argparse.Namespace, ws: Workspace) -> int:
     from data.validate import validate_dataset
 
-    report = validate_dataset(Path(args.dataset))
+    report = validate_dataset(require_dir(args.dataset, "dataset"))
     for problem in report.problems:
-        print(problem)
+        print(problem)  # the data of this command: one problem a line, for grep
     examples = sum(n for per_task in report.counts.values() for n in per_task.values())
     verdict = "valid" if report.ok else f"{len(report.problems)} problem(s)"
-    print(f"{args.dataset}: {examples} examples, {verdict}", file=sys.stderr)
-    return 0 if report.ok else 1
+    log.info("%s: %d examples, %s", args.dataset, examples, verdict)
+    return OK if report.ok else BAD_INPUT
 
 
 def _version(args: argparse.Namespace, ws: Workspace) -> int:
     from data.versioning import ensure_repo, version_dataset
 
+    dataset = require_dir(args.dataset, "dataset")
     ensure_repo(ws.root, ws.dvc_remote)
-    version = version_dataset(ws.root, Path(args.dataset))
+    version = version_dataset(ws.root, dataset)
     print(json.dumps({"hash": version.hash, "files": version.files, "dvc_file": str(version.dvc_file)}))
     return 0
 
@@ -144,6 +144,10 @@ def _ingest(args: argparse.Namespace, ws: Workspace) -> int:
     from data.schema import DataError
     from data.sources import ingest
 
+    require_dir(args.src, "source")
+    bad = [item for item in args.column or () if "=" not in item]
+    if bad:
+        raise BadInput(f"--column {bad[0]!r}: expected ROLE=NAME, e.g. question=query")
     columns = dict(item.split("=", 1) for item in args.column) if args.column else None
     try:
         out = ingest(

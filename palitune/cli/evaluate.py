@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from data.workspace import Workspace
-from palitune.cli.common import Subparsers
+from palitune.cli.common import Subparsers, log, require_dir, require_file
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -18,8 +19,8 @@ def add_commands(sub: Subparsers) -> None:
     run = evaluate.add_parser("run", help="generate on a split and score it")
     run.add_argument("--model", required=True, help="'tiny', a hub id or a local path")
     run.add_argument("--adapter", help="adapter folder to apply to the model")
-    run.add_argument("--dataset", required=True)
-    run.add_argument("--split", default="test")
+    run.add_argument("--dataset", required=True, help="dataset folder to generate on")
+    run.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
     run.add_argument("--batch-size", type=int, default=64, help="prompts per generate call (default 64)")
     run.add_argument("--max-new-tokens", type=int, help="generation budget (default: the task's)")
     run.add_argument("--output", help="folder for report.json, predictions.jsonl and pictures (examples.png, ...)")
@@ -28,7 +29,7 @@ def add_commands(sub: Subparsers) -> None:
         "score",
         help="score a predictions file of any model: one JSON object per line with 'prediction' and the targets",
     )
-    score.add_argument("--task", required=True, choices=sorted(TASKS))
+    score.add_argument("--task", required=True, choices=sorted(TASKS), help="task whose metrics score the file")
     score.add_argument(
         "--predictions",
         required=True,
@@ -43,15 +44,16 @@ def _run(args: argparse.Namespace, ws: Workspace) -> int:
     from evaluation.run import evaluate
     from models.loading import resolve_base
 
+    dataset = require_dir(args.dataset, "--dataset")  # checked before a model loads
     base = resolve_base(args.model, ws.models)
     report = evaluate(
         base,
-        Path(args.dataset),
+        dataset,
         adapter_dir=Path(args.adapter) if args.adapter else None,
         split=args.split,
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
-        progress=True,
+        progress=log.isEnabledFor(logging.INFO),  # drawn on a terminal only; -q hides it too
     )
     if args.output:
         from evaluation.pictures import write_pictures
@@ -65,7 +67,7 @@ def _run(args: argparse.Namespace, ws: Workspace) -> int:
 def _score(args: argparse.Namespace, ws: Workspace) -> int:
     from evaluation.score import read_predictions, score_records
 
-    path = Path(args.predictions)
+    path = require_file(args.predictions, "--predictions")
     result = score_records(args.task, read_predictions(path), source=path)
     output = {
         "task": result.task,

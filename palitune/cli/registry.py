@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from data.workspace import Workspace
-from palitune.cli.common import Subparsers, fail
+from palitune.cli.common import BAD_INPUT, KEPT_OUT, OK, Subparsers, fail, log
 
 if TYPE_CHECKING:
     from registry.promotion import Gate, PromotionPolicy
@@ -116,31 +116,42 @@ def _rollback(args: argparse.Namespace, ws: Workspace) -> int:
 
 
 def _promote(args: argparse.Namespace, ws: Workspace) -> int:
-    from registry.challenge import challenge
+    from registry.challenge import challenge, resolve_challenger
+    from registry.models import CHAMPION, registered_model
     from registry.tracking import client_for, version_url
 
     try:
         policy = _policy(args)
     except _BadFlag as err:
-        return fail(err, 2)
+        return fail(err, BAD_INPUT)
     client = client_for(ws.tracking_uri)
+    registered_model(client, args.name)  # an unknown name is said as such, before anything is scored
     try:
-        outcome = challenge(ws, client, args.name, version=args.version, policy=policy)
+        challenger = resolve_challenger(client, args.name, args.version)
     except ValueError as err:
-        return fail(err)
+        return fail(err, BAD_INPUT)
+    if CHAMPION in challenger.aliases:  # nothing to judge: scoring it against itself would take minutes
+        log.info("%s v%s already is %s; nothing to score", args.name, challenger.version, CHAMPION)
+        print(f"{args.name}: v{challenger.version} already is {CHAMPION}")
+        print(f"  page:     {version_url(ws.tracking_uri, args.name, challenger.version)}")
+        return OK
+    try:
+        outcome = challenge(ws, client, args.name, version=str(challenger.version), policy=policy)
+    except ValueError as err:  # a version trained on no versioned dataset: it cannot be judged
+        return fail(err, BAD_INPUT)
     decision, holder = outcome.decision, outcome.champion
     verdict = "promoted" if decision.promote else "not promoted"
     print(f"{args.name}: {verdict} (scored on {outcome.dataset_dir})\n  {decision.reason}")
     print(f"  champion: {'v' + holder if holder else 'none'}")
     if holder:
         print(f"  page:     {version_url(ws.tracking_uri, args.name, holder)}")
-    return 0 if decision.promote else 3
+    return OK if decision.promote else KEPT_OUT
 
 
 def _export(args: argparse.Namespace, ws: Workspace) -> int:
     from registry.serving import export_version
 
     if not args.merged:
-        return fail("only --merged exports are supported (the adapter alone is the version)", 2)
+        return fail("only --merged exports are supported (the adapter alone is the version)", BAD_INPUT)
     print(export_version(ws.tracking_uri, args.ref, ws.models, Path(args.out)))
     return 0

@@ -4,16 +4,19 @@ the model versions, their aliases and lineage."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from data.workspace import Workspace
-from palitune.cli.common import Subparsers
+from palitune.cli.common import FAILED, Subparsers, log
 
 
 def add_commands(sub: Subparsers) -> None:
     """Add ``summary`` to the top-level subparsers ``sub``."""
     summary = sub.add_parser("summary", help="where to look: MLflow run, model versions, aliases, data")
-    summary.add_argument("--task", default="vqa")
+    from data.tasks import TASKS
+
+    summary.add_argument(
+        "--task", default="vqa", choices=sorted(TASKS), help="task whose registered model to show (default vqa)"
+    )
     summary.set_defaults(func=_summary)
 
 
@@ -46,7 +49,7 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
             champion = v
     if champion is None or champion.run_id is None:
         print("no champion yet")
-        return 1
+        return FAILED
     print(f"champion         models:/{name}@{CHAMPION} = v{champion.version}")
     print(f"  dataset hash   {champion.tags.get(DATASET_TAG)}")
     print(f"  MLflow version {version_url(uri, name, champion.version)}")
@@ -58,14 +61,17 @@ def print_summary(ws: Workspace, *, task: str = "vqa") -> int:
 
 def print_lineage(ws: Workspace, name: str) -> int:
     """Print every version of ``name`` with its aliases and lineage tags; non-zero if none."""
+    from registry.models import registered_model
     from registry.tracking import client_for, version_url
     from registry.versions import list_versions
 
     uri = ws.tracking_uri
-    versions = list_versions(client_for(uri), name)
+    client = client_for(uri)
+    registered_model(client, name)  # UnknownModelError, listing the models there are: exit 2 in one line
+    versions = list_versions(client, name)
     if not versions:
-        print(f"{name}: no such registered model in {uri}", file=sys.stderr)
-        return 1
+        log.warning("%s: registered, but it has no version in %s", name, uri)
+        return FAILED
     for v in versions:
         print(f"{name} v{v.version}  aliases: {', '.join(v.aliases) or '-'}")
         print(f"  description  {v.description or '-'}")

@@ -6,48 +6,59 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 
 from data.workspace import Workspace
-from palitune.cli.common import Subparsers, fail
+from palitune.cli.common import BAD_INPUT, Subparsers, fail, require_file
 
 
 def add_commands(sub: Subparsers) -> None:
-    """Add ``train`` to the top-level subparsers ``sub``."""
-    train = sub.add_parser("train", help="fine-tune (same as python -m training.train)")
-    train.add_argument("--config", required=True)
-    train.add_argument(
+    """Add ``train`` to the top-level subparsers ``sub``: ``--config``, then one option per config
+    field (the parser of ``python -m training.train``, from the same fields), then ``--plan``'s."""
+    from training.config import add_config_arguments
+
+    train = sub.add_parser(
+        "train",
+        help="fine-tune (same options as python -m training.train)",
+        description="Fine-tune a base model on a dataset as the run config says; every config field can be "
+        "overridden below, as --NAME VALUE or NAME=VALUE.",
+    )
+    add_config_arguments(train)
+    plan = train.add_argument_group("memory plan (--plan)")
+    plan.add_argument(
         "--plan",
         action="store_true",
         help="print the estimated peak GPU memory by component, the largest batch that fits and the switches "
         "that would make it fit; loads no weights and trains nothing",
     )
-    train.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB", help="GPU memory for --plan")
-    train.add_argument("--prompt-tokens", type=int, metavar="N", help="text tokens before the answer (--plan)")
-    train.add_argument("--answer-tokens", type=int, metavar="N", help="answer tokens, default: the task's budget")
-    train.add_argument("--json", action="store_true", help="--plan as JSON")
-    train.add_argument("overrides", nargs="*", metavar="key.sub=value")
+    plan.add_argument("--gpu-memory", type=float, default=80.0, metavar="GIB", help="GPU memory for --plan")
+    plan.add_argument("--prompt-tokens", type=int, metavar="N", help="text tokens before the answer (--plan)")
+    plan.add_argument("--answer-tokens", type=int, metavar="N", help="answer tokens, default: the task's budget")
+    plan.add_argument("--json", action="store_true", help="--plan as JSON")
     train.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace, ws: Workspace) -> int:
+    if args.config is not None:
+        require_file(args.config, "--config")  # one line now, before training imports torch
     if args.plan:
         return _plan(args)
+    from training.config import config_overrides
     from training.train import main
 
-    return main(["--config", args.config, *args.overrides])
+    config = ["--config", str(args.config)] if args.config is not None else []
+    return main([*config, *config_overrides(args)])
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from training.config import load_config
+    from training.config import config_from_args
     from training.memory_plan import plan_memory
     from training.model_shapes import model_dims
 
-    config = load_config(Path(args.config), args.overrides)
+    config = config_from_args(args)
     try:
         dims = model_dims(config.base_model)
     except ValueError as err:
-        return fail(f"{args.config}: {err}")
+        return fail(f"{args.config}: {err}", BAD_INPUT)
     plan = plan_memory(
         config, dims, args.gpu_memory, prompt_tokens=args.prompt_tokens, answer_tokens=args.answer_tokens
     )

@@ -421,5 +421,5 @@ def test_the_command_detects_carves_and_reports(
     assert report["read"] == {"train": 0, "val": 5, "test": 0}
     assert report["dropped"] == {"val": {"image without annotations": 1}}
     assert set(report["carved"]) == {"train", "test"}
-    assert main(["data", "ingest", str(src), "--out", str(tmp_path / "bad"), "--split-ratios", "0.5,0.5,0.5"]) == 1
+    assert main(["data", "ingest", str(src), "--out", str(tmp_path / "bad"), "--split-ratios", "0.5,0.5,0.5"]) == 2
     assert "--split-ratios: 0.5 + 0.5 + 0.5 = 1.5; the ratios must sum to 1" in capsys.readouterr().err

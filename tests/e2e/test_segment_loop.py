@@ -97,7 +97,7 @@ def test_the_segment_partition_trains_registers_promotes_and_predicts_masks(
 
     save_npz(tmp_path / "other.npz", random_checkpoint(dim=16))
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "other.npz"))
-    assert main(argv) == 1
+    assert main(argv) == 2
     assert "was encoded with mask codec 'embedded'" in capsys.readouterr().err
 
 

@@ -109,7 +109,7 @@ def test_bad_lines_are_named_by_file_and_line(tmp_path: Path, line: str, field: 
 
 def test_missing_targets_are_named_by_line_and_field(tmp_path: Path, capsys) -> None:
     path = _write(tmp_path / "p.jsonl", [{"prediction": "a", "answers": ["a"]}, {"prediction": "b"}])
-    assert main(["evaluate", "score", "--task", "docvqa", "--predictions", str(path)]) == 1
+    assert main(["evaluate", "score", "--task", "docvqa", "--predictions", str(path)]) == 2
     assert f"{path}:2: answers: missing" in capsys.readouterr().err
     detect = _write(tmp_path / "d.jsonl", [{"prediction": "", "boxes": [], "width": 0, "height": 10}])
     with pytest.raises(DataError, match="width"):

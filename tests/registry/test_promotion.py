@@ -169,4 +169,4 @@ def test_registry_show_and_rollback_commands(client: MlflowClient, tmp_path: Pat
         f"{NAME} v{v1}  aliases: champion" in shown and f"{NAME} v{v2}  aliases: challenger, previous-champion" in shown
     )
     assert "dataset_hash" in shown and "promotion.gain_ci" in shown
-    assert main(["registry", "show", "palitune-missing"]) == 1
+    assert main(["registry", "show", "palitune-missing"]) == 2

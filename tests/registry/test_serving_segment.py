@@ -88,7 +88,7 @@ def test_palitune_predict_refuses_a_segment_adapter_of_another_codec(
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "other.npz"))
     code = main(["predict", "--model", str(adapter), "--image", str(tmp_path / "a.png"), "--prompt", "segment circle"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert "was encoded with mask codec 'embedded'" in err and "loaded codec is 'other'" in err, err
     assert not (tmp_path / "ws" / "models").exists(), "refused before any base was built"
 

@@ -131,7 +131,7 @@ def test_an_adapter_killed_mid_write_is_never_seen(tmp_path: Path, tiny_base: Pa
     dataset = write_shapes_vqa(tmp_path / "data", sizes=SIZES)
     report = tmp_path / "report"
     command = ["evaluate", "run", "--model", str(tiny_base), "--adapter", str(first), "--dataset", str(dataset)]
-    assert main([*command, "--output", str(report)]) == 1
+    assert main([*command, "--output", str(report)]) == 2
     assert f"{first}: no such adapter or model folder" in capsys.readouterr().err
     assert not report.exists()
     with pytest.raises(ModelFolderError):
