@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -27,8 +28,10 @@ from benchmarks import (
     feature_cache,
     generation,
     gpu_scale,
+    hf_trainer_parity,
     orchestration_overhead,
     padding,
+    predict_throughput,
     throughput,
 )
 from benchmarks.common import Section, machine
@@ -39,11 +42,13 @@ OUT = Path(__file__).resolve().parent / "RESULTS.md"
 BENCHMARKS: dict[str, Callable[[], Section]] = {
     "throughput": throughput.measure,
     "generation": generation.measure,
+    "predict_throughput": predict_throughput.measure,
     "detection_scoring": detection_scoring.measure,
     "feature_cache": feature_cache.measure,
     "padding": padding.measure,
     "data_version": data_version.measure,
     "gpu_scale": gpu_scale.measure,
+    "hf_trainer_parity": partial(hf_trainer_parity.measure, 2000, 200, 300, [0, 1, 2]),
     "orchestration_overhead": orchestration_overhead.measure,
 }
 

@@ -14,9 +14,9 @@ records (``require_adapter_codec``) and refuses another one before any weight is
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.generation import greedy_generate
 from models.images import decode_image
@@ -242,6 +242,82 @@ def export_record(base_ref: str, adapter_dir: Path, source: Mapping[str, Any] | 
     return json.loads(json.dumps(record, default=str))
 
 
+class Answerer(Protocol):
+    """What batch prediction needs of a loaded model: answers for a chunk of images."""
+
+    def answers(self, images: Sequence[Any], prompts: Sequence[str]) -> list[dict[str, Any]]: ...
+
+
+class RegisteredPredictor:
+    """A registered version loaded once as MLflow pyfunc, as any consumer loads it, answering
+    chunk after chunk (``answer_registered`` loads the model on every call).
+
+    ``batch_size`` is how many images one ``generate`` call takes; the pyfunc model's own
+    predictor chunks its input by it.
+    """
+
+    def __init__(self, model: Any, *, batch_size: int | None = None):
+        self.model = model
+        self.predictor = getattr(model.unwrap_python_model(), "predictor", None)
+        if batch_size is not None and self.predictor is not None:
+            self.predictor.batch_size = batch_size
+
+    @property
+    def task(self) -> str | None:
+        return getattr(self.predictor, "task", None)
+
+    def answers(self, images: Sequence[Any], prompts: Sequence[str]) -> list[dict[str, Any]]:
+        """``structured_answers`` of the pyfunc model's texts for ``images`` and ``prompts``."""
+        import pandas as pd
+
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        texts = list(self.model.predict(pd.DataFrame({"image": list(images), "prompt": list(prompts)})))
+        return structured_answers(self.task, images, texts, getattr(self.predictor, "codec", None))
+
+
+def load_registered(tracking_uri: str, model_uri: str, *, batch_size: int | None = None) -> RegisteredPredictor:
+    """Load ``model_uri`` (``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/...``)
+    from the store at ``tracking_uri`` as MLflow pyfunc.
+
+    Raises:
+        UnknownModelError: a ``models:/`` URI whose model, alias or version the store lacks.
+        MaskCodecError: a segment model whose training codec is not the codec in force.
+    """
+    import mlflow
+
+    from registry.models import global_tracking_uri, resolve_version
+    from registry.tracking import client_for
+
+    client = client_for(tracking_uri)
+    if model_uri.startswith("models:/"):
+        resolve_version(client, model_uri)  # an unknown name or alias, said plainly
+    with global_tracking_uri(client):
+        model = mlflow.pyfunc.load_model(model_uri)
+    return RegisteredPredictor(model, batch_size=batch_size)
+
+
+def answer_in_batches(
+    predictor: Answerer, images: Sequence[Any], prompts: Sequence[str], batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
+    """``predictor``'s answers, ``batch_size`` images at a time, in input order: a caller can
+    write each chunk as it comes (a crash keeps what was done) and show progress.
+
+    Raises:
+        ValueError: not one prompt per image, or ``batch_size`` below 1.
+    """
+    if len(images) != len(prompts):
+        raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    for start in range(0, len(images), batch_size):
+        chunk = slice(start, start + batch_size)
+        answers = predictor.answers(images[chunk], prompts[chunk])
+        if len(answers) != len(images[chunk]):
+            raise RuntimeError(f"{len(images[chunk])} images in, {len(answers)} answers out")
+        yield answers
+
+
 def predict_registered(tracking_uri: str, model_uri: str, images: Sequence[str], prompts: Sequence[str]) -> list[str]:
     """Load ``model_uri`` (``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/...``)
     from the store at ``tracking_uri`` as MLflow pyfunc, as any consumer does, and answer
@@ -264,21 +340,7 @@ def answer_registered(
         UnknownModelError: a ``models:/`` URI whose model, alias or version the store lacks.
         MaskCodecError: a segment model whose training codec is not the codec in force.
     """
-    import mlflow
-    import pandas as pd
-
-    from registry.models import global_tracking_uri, resolve_version
-    from registry.tracking import client_for
-
-    client = client_for(tracking_uri)
-    if model_uri.startswith("models:/"):
-        resolve_version(client, model_uri)  # an unknown name or alias, said plainly
-    with global_tracking_uri(client):
-        model = mlflow.pyfunc.load_model(model_uri)
-    texts = list(model.predict(pd.DataFrame({"image": list(images), "prompt": list(prompts)})))
-    predictor = getattr(model.unwrap_python_model(), "predictor", None)
-    task = getattr(predictor, "task", None)
-    return structured_answers(task, images, texts, getattr(predictor, "codec", None))
+    return load_registered(tracking_uri, model_uri).answers(images, prompts)
 
 
 def export_version(tracking_uri: str, ref: str, models_dir: Path, out_dir: Path) -> Path:
