@@ -211,7 +211,10 @@ def test_promoting_the_champion_says_so_at_once(tmp_path: Path, ws: Path, capsys
     _one_line_error(capsys.readouterr().err)
 
 
-def test_run_launches_the_whole_graph_of_one_task(ws: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_launches_the_whole_graph_of_one_task(
+    ws: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # make exports one; unset, the workspace's is used
     assert main(["run", "--task", "chartqa", "--dry-run"]) == 0
     plan = json.loads(capsys.readouterr().out)
     command = plan["command"]
