@@ -18,7 +18,7 @@ from data.atomic import staged_dir
 from data.schema import SPLITS, DataError, Example, write_manifest, write_split
 from data.sources.carve import DEFAULT_RATIOS, SplitRatios, all_to_test, carve_splits
 from data.sources.coco import read_coco, read_roboflow_coco
-from data.sources.common import Converted, ImageStore
+from data.sources.common import Converted, ImageStore, Progress
 from data.sources.detect import LAYOUTS, detect_format
 from data.sources.hf import read_hf
 from data.sources.paligemma_jsonl import read_paligemma_jsonl, read_roboflow_jsonl
@@ -41,6 +41,7 @@ def ingest(
     seed: int = 0,
     eval_only: bool = False,
     keep_unlabelled: bool = False,
+    progress: Progress | None = None,
 ) -> Path:
     """Convert the dataset at ``src`` (in format ``fmt``) into a palitune dataset at ``out``.
 
@@ -60,6 +61,9 @@ def ingest(
         eval_only: put every example in ``test`` (an evaluation-only import; train stays empty).
         keep_unlabelled: write rows without a label to ``unlabelled.jsonl`` (for prediction)
             instead of only counting them as dropped.
+        progress: wraps each split's loops over rows, lines, annotations or images, with a
+            ``desc`` that starts ``ingest <split>``, to show how far they have got (the CLI
+            draws a bar on a terminal); ``None`` shows nothing.
 
     Returns:
         ``out``.
@@ -78,7 +82,7 @@ def ingest(
         if value and fmt != "hf":
             raise DataError(src, None, flag, f"applies to the hf format only, and this folder is {fmt}")
     with staged_dir(out) as tmp:
-        converted = _read(fmt, src, ImageStore(tmp), task, columns, config, keep_unlabelled)
+        converted = _read(fmt, src, ImageStore(tmp), task, columns, config, keep_unlabelled, progress)
         read = {split: len(converted.splits.get(split, [])) for split in SPLITS}
         if not any(read.values()):
             raise DataError(src, None, None, f"the source has no labelled examples (dropped: {converted.dropped})")
@@ -110,16 +114,19 @@ def _read(
     columns: dict[str, str] | None,
     config: str | None,
     keep_unlabelled: bool,
+    progress: Progress | None,
 ) -> Converted:
     if fmt == "paligemma-jsonl":
-        return read_paligemma_jsonl(src, store, task=task)
+        return read_paligemma_jsonl(src, store, task=task, progress=progress)
     if fmt == "roboflow-jsonl":
-        return read_roboflow_jsonl(src, store, task=task)
+        return read_roboflow_jsonl(src, store, task=task, progress=progress)
     if fmt == "roboflow-coco":
-        return read_roboflow_coco(src, store, task=task)
+        return read_roboflow_coco(src, store, task=task, progress=progress)
     if fmt == "coco":
-        return read_coco(src, store, task=task)
-    return read_hf(src, store, task=task, columns=columns, config=config, keep_unlabelled=keep_unlabelled)
+        return read_coco(src, store, task=task, progress=progress)
+    return read_hf(
+        src, store, task=task, columns=columns, config=config, keep_unlabelled=keep_unlabelled, progress=progress
+    )
 
 
 def _write_unlabelled(root: Path, examples: list[Example]) -> int:
@@ -156,4 +163,4 @@ def _check_arguments(
     return ratios
 
 
-__all__ = ["DEFAULT_RATIOS", "FORMATS", "SplitRatios", "carve_splits", "detect_format", "ingest"]
+__all__ = ["DEFAULT_RATIOS", "FORMATS", "Progress", "SplitRatios", "carve_splits", "detect_format", "ingest"]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from data.schema import DataError, Example
-from data.sources.common import Converted, ImageStore, canonical_split, confined_path
+from data.sources.common import Converted, ImageStore, Progress, canonical_split, confined_path, tracked
 from data.sources.detect import ROBOFLOW_COCO_FILE, split_folders
 from data.tasks import ImageSize, Task, detect_prefix, get_task, segment_prefix
 
@@ -42,7 +43,7 @@ class _SplitFile:
     bases: tuple[str, ...]  # folders under image_root where its images may be
 
 
-def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+def read_coco(src: Path, store: ImageStore, *, task: str | None = None, progress: Progress | None = None) -> Converted:
     """Read every COCO annotation file under ``src/annotations``, copying the annotated images
     into ``store``.
 
@@ -50,6 +51,7 @@ def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Conve
         task: ``detect``, ``segment`` (the instances' masks, from polygons or RLE) or
             ``caption``; ``None`` picks ``detect`` when ``instances_*.json`` files exist,
             else ``caption``.
+        progress: wraps each split's loops over annotations and images (``data.sources.ingest``).
 
     Raises:
         DataError: no annotation file, an unknown split, invalid JSON, an unknown id, a bad
@@ -59,10 +61,12 @@ def read_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Conve
     task = task or ("detect" if list((src / "annotations").glob("instances_*.json")) else "caption")
     if task not in _FILE_PREFIX:
         raise ValueError(f"the coco format holds detect, segment or caption examples, not {task!r}")
-    return _convert(src, _split_files(src, _FILE_PREFIX[task]), store, task)
+    return _convert(src, _split_files(src, _FILE_PREFIX[task]), store, task, progress)
 
 
-def read_roboflow_coco(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+def read_roboflow_coco(
+    src: Path, store: ImageStore, *, task: str | None = None, progress: Progress | None = None
+) -> Converted:
     """Read ``<split>/_annotations.coco.json`` of every split folder of ``src`` (``train``,
     ``valid``, ``test``), each file's images beside it, as detection examples (or, with
     ``task="segment"``, a Roboflow "COCO Segmentation" export's masks).
@@ -80,10 +84,10 @@ def read_roboflow_coco(src: Path, store: ImageStore, *, task: str | None = None)
         _SplitFile(split, folder.name, folder / ROBOFLOW_COCO_FILE, _load(folder / ROBOFLOW_COCO_FILE), folder, (".",))
         for split, folder in folders.items()
     ]
-    return _convert(src, files, store, task or "detect")
+    return _convert(src, files, store, task or "detect", progress)
 
 
-def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str) -> Converted:
+def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str, progress: Progress | None) -> Converted:
     splits: dict[str, list[Example]] = {}
     skipped: dict[str, int] = {}
     crowd: dict[str, int] = {}
@@ -95,10 +99,10 @@ def _convert(src: Path, files: list[_SplitFile], store: ImageStore, task: str) -
         info["unused_categories"] = unused
         prefix = segment_prefix(used) if entry.target == "masks" else detect_prefix(used)
         for f in files:
-            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, entry, prefix)
+            splits[f.split], skipped[f.split], crowd[f.split] = _detection(f, store, entry, prefix, progress)
     else:
         for f in files:
-            splits[f.split], skipped[f.split] = _captions(f, store, entry)
+            splits[f.split], skipped[f.split] = _captions(f, store, entry, progress)
     info["skipped_images"] = skipped
     if boxed:
         info["skipped_crowd"] = crowd
@@ -215,12 +219,14 @@ def _box(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[int, int
     return [round(v, 2) for v in corners] + [label]
 
 
-def _detection(f: _SplitFile, store: ImageStore, task: Task, prefix: str) -> tuple[list[Example], int, int]:
+def _detection(
+    f: _SplitFile, store: ImageStore, task: Task, prefix: str, progress: Progress | None
+) -> tuple[list[Example], int, int]:
     """Examples of one detection file, the number of images skipped and of crowd regions."""
     categories, images = _categories(f), _images(f)
     objects: dict[int, list[Any]] = {}
     crowd = 0
-    for k, annotation in enumerate(f.data["annotations"]):
+    for k, annotation in enumerate(_annotations(f, progress)):
         i = _lookup(f, k, annotation, "image_id", images)
         if annotation.get("iscrowd"):
             crowd += 1
@@ -231,7 +237,7 @@ def _detection(f: _SplitFile, store: ImageStore, task: Task, prefix: str) -> tup
         masked = task.target == "masks"
         objects.setdefault(i, []).append(_mask_object(f, k, annotation, declared, box) if masked else box)
     examples: list[Example] = []
-    for i in sorted(objects):
+    for i in tracked(sorted(objects), progress, f"ingest {f.split} images", unit="image"):
         stored, size = _store_image(f, i, store)
         suffix = task.render_suffix(objects[i], size)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"
@@ -261,24 +267,29 @@ def _mask_object(f: _SplitFile, k: int, annotation: dict[str, Any], size: tuple[
     return {"box": box[:4], "label": box[4], "mask": encode_rle(mask)}
 
 
-def _captions(f: _SplitFile, store: ImageStore, task: Task) -> tuple[list[Example], int]:
+def _captions(f: _SplitFile, store: ImageStore, task: Task, progress: Progress | None) -> tuple[list[Example], int]:
     """Examples of one captions file (one per image, every caption an answer), and the
     number of images skipped for having no caption."""
     images = _images(f)
     captions: dict[int, list[str]] = {}
-    for k, annotation in enumerate(f.data["annotations"]):
+    for k, annotation in enumerate(_annotations(f, progress)):
         i = _lookup(f, k, annotation, "image_id", images)
         caption = annotation.get("caption")
         if not isinstance(caption, str) or not caption.strip():
             raise DataError(f.path, None, f"annotations[{k}].caption", "missing or not a non-empty string")
         captions.setdefault(i, []).append(" ".join(caption.split()))
     examples: list[Example] = []
-    for i in sorted(captions):
+    for i in tracked(sorted(captions), progress, f"ingest {f.split} images", unit="image"):
         stored, _ = _store_image(f, i, store)
         example_id = f"{f.split}-{f.data['images'][i]['id']}"
         suffix = task.render_suffix(captions[i][0])
         examples.append(Example(stored, task.prefix(), suffix, task.name, example_id, answers=captions[i]))
     return examples, len(images) - len(captions)
+
+
+def _annotations(f: _SplitFile, progress: Progress | None) -> Iterable[Any]:
+    """The file's annotations, through ``progress`` (COCO train2017 has 860k of them)."""
+    return tracked(f.data["annotations"], progress, f"ingest {f.split} annotations", unit="annotation")
 
 
 def _lookup(f: _SplitFile, k: int, annotation: Any, key: str, known: dict[Any, Any]) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from data.schema import DataError, Example
-from data.sources.common import Converted, ImageStore
+from data.sources.common import Converted, ImageStore, Progress, tracked
 from data.sources.hf_files import Part, load_parts
 from data.tasks import get_task
 
@@ -43,6 +43,7 @@ def read_hf(
     columns: dict[str, str] | None = None,
     config: str | None = None,
     keep_unlabelled: bool = False,
+    progress: Progress | None = None,
 ) -> Converted:
     """Read a local Hugging Face dataset, encoding its images into ``store`` as PNG.
 
@@ -52,6 +53,7 @@ def read_hf(
         config: the config of a hub folder whose README declares several.
         keep_unlabelled: return rows without a label in ``unlabelled`` (their images stored);
             otherwise they are only counted.
+        progress: wraps the loop over each part's rows (see ``data.sources.ingest``).
 
     Returns:
         The labelled examples per split, and per split how many rows had no label in
@@ -71,7 +73,8 @@ def read_hf(
     converted = Converted({part.split: [] for part in parts})
     rows_seen: dict[str, int] = {}
     for part in parts:
-        for row_index, row in enumerate(part.rows):
+        rows = tracked(part.rows, progress, f"ingest {part.split}", total=part.num_rows, unit="row")
+        for row_index, row in enumerate(rows):
             number = rows_seen[part.split] = rows_seen.get(part.split, 0) + 1
             labelled = row[mapping.get("answers") or mapping["captions"]] is not None
             if not labelled:

@@ -44,6 +44,7 @@ class Part:
     columns: list[str]
     rows: Iterable[dict[str, Any]]
     features: dict[str, Any]  # column -> its ``datasets`` feature, as the source declares it
+    num_rows: int | None = None  # when known without reading the rows (a streamed imagefolder: not)
 
 
 def load_parts(src: Path, config: str | None) -> tuple[dict[str, Any], list[Part]]:
@@ -105,7 +106,8 @@ def _load_from_disk(src: Path) -> list[Part]:
         label = f"{src}[{name}]"
         rows = _without_decoding(dataset)
         split = _target_split(name, label, taken)
-        parts.append(Part(split, name, label, list(dataset.column_names), rows, dict(dataset.features)))
+        columns, features = list(dataset.column_names), dict(dataset.features)
+        parts.append(Part(split, name, label, columns, rows, features, num_rows=len(dataset)))
     return parts
 
 
@@ -145,10 +147,23 @@ def _load_parquet(files: dict[str, list[Path]]) -> list[Part]:
     for name, paths in files.items():
         split = _target_split(name, str(paths[0]), taken)
         for path in paths:
+            num_rows = _parquet_rows(path)
             dataset = load_dataset("parquet", data_files=str(path), split="train", streaming=True)
             features = dict(dataset.features or {})
-            parts.append(Part(split, name, str(path), list(features), _without_decoding(dataset), features))
+            rows = _without_decoding(dataset)
+            parts.append(Part(split, name, str(path), list(features), rows, features, num_rows=num_rows))
     return parts
+
+
+def _parquet_rows(path: Path) -> int:
+    """The number of rows of a parquet file, from its footer alone (no row is read)."""
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        return int(pq.read_metadata(path).num_rows)
+    except (pyarrow.ArrowException, OSError) as err:
+        raise DataError(path, None, None, f"not a readable parquet file ({err})") from None
 
 
 def _load_imagefolder(src: Path, metadata: list[Path]) -> list[Part]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from data.loc_tokens import decode_boxes
 from data.schema import DataError, Example
-from data.sources.common import Converted, ImageStore, confined_path
+from data.sources.common import Converted, ImageStore, Progress, confined_path, tracked
 from data.sources.detect import ROBOFLOW_JSONL_FILE, paligemma_root, split_folders
 from data.tasks import TASKS, get_task
 
@@ -57,12 +57,15 @@ def infer_task(prefix: str) -> str:
     return _TASK_OF_FIRST_WORD.get(first, "vqa")
 
 
-def read_paligemma_jsonl(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+def read_paligemma_jsonl(
+    src: Path, store: ImageStore, *, task: str | None = None, progress: Progress | None = None
+) -> Converted:
     """Read every ``_annotations.<split>.jsonl`` in ``src`` (or ``src/dataset``), copying images
     into ``store``.
 
     Args:
         task: the task of every example; ``None`` infers it from each prefix (``infer_task``).
+        progress: wraps each split's loop over lines (see ``data.sources.ingest``).
 
     Raises:
         DataError: no annotation file, a bad line, a missing image or an undecodable target,
@@ -76,7 +79,7 @@ def read_paligemma_jsonl(src: Path, store: ImageStore, *, task: str | None = Non
         if len(found) > 1:
             raise DataError(found[1], None, None, f"{found[0].name} also holds the val split; keep only one of them")
         if found:
-            splits[split] = _read_file(found[0], root, split, store, task)
+            splits[split] = _read_file(found[0], root, split, store, task, progress)
             files[split] = str(found[0].relative_to(src))
     if not splits:
         message = "no annotations found: expected _annotations.{train,valid,test}.jsonl here or in dataset/"
@@ -84,12 +87,15 @@ def read_paligemma_jsonl(src: Path, store: ImageStore, *, task: str | None = Non
     return Converted(splits, info={"files": files})
 
 
-def read_roboflow_jsonl(src: Path, store: ImageStore, *, task: str | None = None) -> Converted:
+def read_roboflow_jsonl(
+    src: Path, store: ImageStore, *, task: str | None = None, progress: Progress | None = None
+) -> Converted:
     """Read ``<split>/annotations.jsonl`` of every split folder of ``src`` (``train``, ``valid``,
     ``test``), each image relative to its split's folder, copying images into ``store``.
 
     Args:
         task: the task of every example; ``None`` infers it from each prefix (``infer_task``).
+        progress: wraps each split's loop over lines (see ``data.sources.ingest``).
 
     Raises:
         DataError: no split folder with an ``annotations.jsonl``, a bad line, a missing image or
@@ -100,7 +106,8 @@ def read_roboflow_jsonl(src: Path, store: ImageStore, *, task: str | None = None
         message = f"no {{train,valid,test}}/{ROBOFLOW_JSONL_FILE} found (Roboflow jsonl export)"
         raise DataError(src, None, None, message)
     splits = {
-        split: _read_file(folder / ROBOFLOW_JSONL_FILE, folder, split, store, task) for split, folder in folders.items()
+        split: _read_file(folder / ROBOFLOW_JSONL_FILE, folder, split, store, task, progress)
+        for split, folder in folders.items()
     }
     files = {split: str((folder / ROBOFLOW_JSONL_FILE).relative_to(src)) for split, folder in folders.items()}
     return Converted(splits, info={"files": files})
@@ -113,9 +120,12 @@ def _read_lines(path: Path) -> list[str]:
         raise DataError(path, None, None, f"not UTF-8 ({err.reason} at byte {err.start})") from None
 
 
-def _read_file(path: Path, root: Path, split: str, store: ImageStore, task: str | None) -> list[Example]:
+def _read_file(
+    path: Path, root: Path, split: str, store: ImageStore, task: str | None, progress: Progress | None
+) -> list[Example]:
     examples = []
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    lines = _read_lines(path)
+    for lineno, line in enumerate(tracked(lines, progress, f"ingest {split}", unit="line"), start=1):
         if not line.strip():
             continue
         try:
