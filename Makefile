@@ -58,7 +58,7 @@ postgres:  ## install Debian's postgresql for the at-scale test when it is missi
 ui: setup $(DAGSTER_HOME)/dagster.yaml  ## Dagster UI and daemon on http://127.0.0.1:3000
 	exec $(BIN)/python -m orchestration.ui --host 127.0.0.1 --port 3000
 
-# The MLflow UI and REST API on the workspace's store, local only (see README for a shared server).
+# The MLflow UI and REST API on the workspace's store, local only (see docs/reliability.md, "A shared MLflow server").
 mlflow-ui: setup  ## MLflow UI and REST API on http://127.0.0.1:5000
 	$(BIN)/mlflow server --backend-store-uri sqlite:///$(PALITUNE_HOME)/mlflow/mlflow.db \
 		--default-artifact-root file://$(PALITUNE_HOME)/mlflow/artifacts --host 127.0.0.1 --port 5000 --workers 1
@@ -71,5 +71,5 @@ lint: setup  ## ruff and mypy
 bench: setup  ## every benchmark into benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run_all
 
-clean:  ## delete workspace/ (everything palitune generated)
-	rm -rf workspace
+clean:  ## delete workspace/ and the rendered datasets (everything palitune generated; .dvc files stay)
+	rm -rf workspace dvc-data/synthetic .dvc/cache .dvc/tmp

@@ -43,13 +43,13 @@ def measure(n: int = 20_000) -> Section:
         root = Path(tmp) / "ws"
         ensure_repo(root, Path(tmp) / "remote")
         sizes = SplitSizes(train=n - n // 10, val=n // 20, test=n // 20)
-        render_s, dataset = _timed(lambda: write_synthetic("detect", root / "datasets" / "detect", sizes=sizes))
+        render_s, dataset = _timed(lambda: write_synthetic("detect", root / "dvc-data" / "detect", sizes=sizes))
         copy_s, _ = _timed(lambda: [shutil.copytree(dataset, Path(tmp) / f"copy{i}") for i in range(2)])
         version_s, version = _timed(lambda: version_dataset(root, dataset))
         again_s, _ = _timed(lambda: version_dataset(root, dataset))
         clone = Path(tmp) / "clone"
         ensure_repo(clone, Path(tmp) / "remote")
-        restore_s, _ = _timed(lambda: restore_dataset(clone, version.hash, clone / "datasets" / "detect"))
+        restore_s, _ = _timed(lambda: restore_dataset(clone, version.hash, clone / "dvc-data" / "detect"))
     files = version.files
     rows = [["step", "seconds", "ms/file", "x copy baseline"]]
     for name, seconds in [

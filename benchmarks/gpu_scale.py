@@ -422,9 +422,9 @@ def run_shape(shape: Shape, workdir: Path, peak: tuple[float, str], keep: bool =
     arch = build_random_base(base, shape.architecture)
     run = dict(shape.run)
     train_examples = max(SHRUNK_TRAIN_EXAMPLES, 2 * int(run.get("batch_size", 8)))
-    write_synthetic(run.get("task", "vqa"), workdir / "datasets" / shape.name,
+    write_synthetic(run.get("task", "vqa"), workdir / "dvc-data" / shape.name,
                     sizes=SplitSizes(train=train_examples, val=2, test=2), image_size=shape.image_size)  # fmt: skip
-    run.update(base_model=str(base), dataset=f"datasets/{shape.name}", output_dir=f"runs/{shape.name}")
+    run.update(base_model=str(base), dataset=f"dvc-data/{shape.name}", output_dir=f"runs/{shape.name}")
     config = RunConfig.model_validate(run)
 
     def on_log(step: int, metrics: dict[str, float]) -> None:

@@ -1,15 +1,17 @@
-"""The synthetic datasets as a DVC pipeline in the workspace: ``params.yaml`` sizes them,
-``dvc.yaml`` renders them, ``dvc.lock`` records which parameters made which bytes.
+"""The synthetic datasets as a DVC pipeline of the project: ``params.yaml`` sizes them,
+``dvc.yaml`` renders them, ``dvc.lock`` records which parameters and code made which bytes.
 
-The workspace's DVC repository gets both files the first time the pipeline is used (an
-edited ``params.yaml`` is kept). One ``foreach`` stage, ``synthesize@<task>``, renders
-``synthetic/<task>`` with ``palitune data synth``; so ``dvc repro`` in the workspace
-re-renders exactly the tasks whose parameters changed, and ``dvc status`` tells which.
-The stage output is a dataset folder like any other: its hash in ``dvc.lock`` is its
-version (see ``data.versioning``), pushed to the same remote.
+In the repository all three are committed at its top level, so ``dvc repro``, ``dvc status``,
+``dvc params diff`` and ``dvc exp run -S synthetic.vqa.train=500`` work as DVC users expect,
+and a fresh clone renders the bytes ``dvc.lock`` pins. A workspace used outside any project
+gets the same pipeline written into it (see ``ensure_pipeline``). One ``foreach`` stage,
+``synthesize@<task>``, renders ``dvc-data/synthetic/<task>`` with ``palitune data synth``; it
+depends on its parameters and on the generator code (``CODE_DEPS``). The stage output is a
+dataset folder like any other: its hash in ``dvc.lock`` is its version (see
+``data.versioning``), pushed to the same remote.
 
 Datasets a user brings (``palitune data ingest``) are not stage outputs; they are versioned
-with ``dvc add`` beside them.
+with ``dvc add`` beside them, a ``.dvc`` file to commit.
 """
 
 from __future__ import annotations
@@ -33,13 +35,35 @@ PARAMS_FILE = "params.yaml"
 PIPELINE_FILE = "dvc.yaml"
 LOCK_FILE = "dvc.lock"
 STAGE = "synthesize"
-OUTPUT_DIR = "synthetic"
+OUTPUT_DIR = "dvc-data/synthetic"
+# The code that decides a render's bytes: the generators and what they import (a test checks
+# that this covers their import closure). A change to any of it makes `dvc repro` render again.
+CODE_DEPS = (
+    "data/synthetic",
+    "data/mask_codec",
+    "data/atomic.py",
+    "data/example.py",
+    "data/loc_tokens.py",
+    "data/masks.py",
+    "data/schema.py",
+    "data/seg_tokens.py",
+    "data/segment_target.py",
+    "data/tasks.py",
+)
 
-PIPELINE = f"""\
+
+def pipeline_text(code_deps: tuple[str, ...] = CODE_DEPS) -> str:
+    """``dvc.yaml`` of the synthetic datasets, depending on ``code_deps`` (paths in the project).
+
+    The repository's own ``dvc.yaml`` is this text (a test checks it). A workspace that is a
+    DVC repository of its own, holding no code, gets it with no code dependencies.
+    """
+    deps = "".join(f"\n        - {dep}" for dep in code_deps)
+    return f"""\
 # The synthetic datasets, one per task, sized by params.yaml (synthetic.<task>).
-#   dvc repro                         re-render every task whose parameters changed
-#   dvc repro {STAGE}@ocr          one task
-#   palitune data repro --task ocr    the same, with the workspace's DVC settings
+#   dvc repro                          re-render every task whose parameters or code changed
+#   dvc repro {STAGE}@ocr           one task
+#   dvc exp run -S synthetic.vqa.train=500
 stages:
   {STAGE}:
     foreach: ${{synthetic}}
@@ -48,10 +72,11 @@ stages:
         palitune data synth --task ${{key}} --out {OUTPUT_DIR}/${{key}} --seed ${{item.seed}}
         --image-size ${{item.image_size}} --train ${{item.train}} --val ${{item.val}} --test ${{item.test}}
       params:
-        - synthetic.${{key}}
+        - synthetic.${{key}}{"" if not deps else chr(10) + "      deps:" + deps}
       outs:
         - {OUTPUT_DIR}/${{key}}
 """
+
 
 PARAMS_HEADER = "# Parameters of the DVC pipeline in dvc.yaml: seed, image size and split sizes per task.\n"
 DEFAULT_PARAMS = {"seed": 0, "image_size": 64, "val": 100, "test": 200}  # train: the task table's
@@ -93,15 +118,28 @@ def default_params() -> dict[str, Any]:
 
 
 def ensure_pipeline(root: Path) -> None:
-    """Write ``dvc.yaml`` (always current) and ``params.yaml`` (only if absent) into ``root``."""
+    """Give the project ``root`` its ``dvc.yaml`` and ``params.yaml`` where they are missing.
+
+    A project under git owns both files: they are written only when absent, never changed.
+    In a workspace that is its own DVC repository (no git, no code) palitune owns
+    ``dvc.yaml`` and keeps it current; ``params.yaml`` is written only when absent.
+    """
     with repository_lock(root):
         _write_pipeline(Path(root))
 
 
+def _in_git(root: Path) -> bool:
+    return any((p / ".git").exists() for p in (root, *root.parents))
+
+
 def _write_pipeline(root: Path) -> None:
     pipeline = root / PIPELINE_FILE
-    if not pipeline.is_file() or pipeline.read_text() != PIPELINE:
-        _replace_text(pipeline, PIPELINE)
+    if not _in_git(root.resolve()):
+        text = pipeline_text(tuple(dep for dep in CODE_DEPS if (root / dep).exists()))
+        if not pipeline.is_file() or pipeline.read_text() != text:
+            _replace_text(pipeline, text)
+    elif not pipeline.is_file():
+        _replace_text(pipeline, pipeline_text(tuple(dep for dep in CODE_DEPS if (root / dep).exists())))
     params = root / PARAMS_FILE
     if not params.is_file():
         _replace_text(params, PARAMS_HEADER + yaml.safe_dump(default_params(), sort_keys=True))

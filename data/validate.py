@@ -21,6 +21,7 @@ from typing import Any
 from PIL import Image, ImageFile
 
 from data.example import RecordError, confine_image, parse_record, record_problems
+from data.progress import Progress, tracked
 from data.schema import SPLITS, DataError, split_lines
 from data.tasks import TASKS, ImageSize
 
@@ -77,7 +78,11 @@ class _ImageInfo:
 
 
 def validate_dataset(
-    root: Path, *, max_image_pixels: int = 50_000_000, max_image_bytes: int = 50 * 2**20
+    root: Path,
+    *,
+    max_image_pixels: int = 50_000_000,
+    max_image_bytes: int = 50 * 2**20,
+    progress: Progress | None = None,
 ) -> ValidationReport:
     """Check ``root/{train,val,test}.jsonl`` and the images they name; never stops early.
 
@@ -86,12 +91,13 @@ def validate_dataset(
         max_image_pixels: width * height above which an image is refused without decoding it
             (decompression bombs).
         max_image_bytes: file size above which an image is refused without reading it.
+        progress: reports each split's lines as they are checked (``validate <split>``).
 
     Returns:
         A report holding every problem found and, per split and task, how many lines parsed
         as a JSON object with a known task. Call ``raise_if_invalid`` to fail loudly.
     """
-    checker = _Checker(Path(root), max_image_pixels, max_image_bytes)
+    checker = _Checker(Path(root), max_image_pixels, max_image_bytes, progress)
     with _strict_pil():
         for split in SPLITS:
             checker.check_split(split)
@@ -148,8 +154,8 @@ def _inspect_image(path: Path, max_pixels: int, max_bytes: int) -> _ImageInfo:
 class _Checker:
     """Walks the splits in order (train first, for the leakage check), collecting problems."""
 
-    def __init__(self, root: Path, max_pixels: int, max_bytes: int):
-        self.root = root
+    def __init__(self, root: Path, max_pixels: int, max_bytes: int, progress: Progress | None = None):
+        self.root, self.progress = root, progress
         self.max_pixels, self.max_bytes = max_pixels, max_bytes
         self.report = ValidationReport(root)
         self.images: dict[Path, _ImageInfo] = {}
@@ -170,7 +176,7 @@ class _Checker:
             self.add(path, None, None, f"cannot be read ({err.strerror})")
             return
         counts = self.report.counts.setdefault(split, {})
-        for lineno, raw in lines:
+        for lineno, raw in tracked(lines, self.progress, f"validate {split}", unit="line"):
             try:
                 record = parse_record(raw)
             except RecordError as err:

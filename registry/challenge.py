@@ -18,8 +18,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from data.schema import DataError
-from data.versioning import ensure_repo, restore_dataset, verify_dataset
+from data.versioning import checkout_version, ensure_repo
 from data.workspace import Workspace
 from evaluation.report import EvaluationReport
 from evaluation.run import evaluate
@@ -61,16 +60,10 @@ def champion_scorer(
 
 
 def dataset_for(ws: Workspace, digest: str) -> Path:
-    """A folder holding dataset version ``digest``: restored from the DVC remote once, then reused."""
-    dest = ws.root / "restored" / digest
-    if dest.is_dir():
-        try:
-            if verify_dataset(dest, ws.root) == digest:
-                return dest
-        except DataError:
-            pass  # edited or half-restored: fetch it again
-    ensure_repo(ws.root, ws.dvc_remote)
-    return restore_dataset(ws.root, digest, dest).path
+    """A folder holding dataset version ``digest``: restored once from the DVC remote
+    (``PALITUNE_DVC_REMOTE``, else the project's default), then reused."""
+    ensure_repo(ws.project, ws.dvc_remote)
+    return checkout_version(ws, digest).path
 
 
 def resolve_challenger(client: MlflowClient, name: str, version: str | None) -> ModelVersion:

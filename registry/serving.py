@@ -99,7 +99,7 @@ def _training_manifest(info: Mapping[str, Any]) -> Path | None:
     dataset = config.get("dataset") if isinstance(config, Mapping) else None
     if not isinstance(dataset, str) or not dataset:
         return None
-    path = Workspace.from_env().resolve(dataset) / MANIFEST_FILE
+    path = Workspace.from_env().resolve_dataset(dataset) / MANIFEST_FILE
     return path if path.is_file() else None
 
 

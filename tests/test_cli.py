@@ -29,7 +29,7 @@ def test_ingest_validate_version_checkout(tmp_path: Path, monkeypatch, capsys) -
             Image.new("RGB", (32, 32), (40 * i, 80 * s, 200 - 20 * i)).save(src / f"{split}{i}.jpg")
             lines.append(json.dumps({"image": f"{split}{i}.jpg", "prefix": "answer en what colour?", "suffix": "blue"}))
         (src / f"_annotations.{split}.jsonl").write_text("\n".join(lines) + "\n")
-    dataset = tmp_path / "ws" / "datasets" / "mine"
+    dataset = tmp_path / "ws" / "dvc-data" / "mine"
 
     assert main(["data", "ingest", "--format", "paligemma-jsonl", str(src), "--out", str(dataset)]) == 0
     assert main(["data", "validate", str(dataset)]) == 0

@@ -77,7 +77,9 @@ class RunConfig(BaseModel):
         "a hub id or a local folder.",
     )
     task: str = Field("vqa", description="Task name from data.tasks.")
-    dataset: str = Field("synthetic/vqa", description="Dataset folder; relative paths are under the workspace.")
+    dataset: str = Field(
+        "dvc-data/synthetic/vqa", description="Dataset folder; relative paths are under the project (DVC repository)."
+    )
     output_dir: str = Field("runs/tiny-vqa-lora", description="Run folder; relative paths are under the workspace.")
     method: Method = Field(Method.LORA, description="lora, qlora (4-bit base, GPU only) or full.")
     lora: LoraConfig = Field(default_factory=LoraConfig)  # type: ignore[arg-type]

@@ -57,7 +57,7 @@ def resolve_inputs(config: RunConfig, workspace: Workspace) -> RunInputs:
         DataError: a versioned dataset no longer matches its recorded hash.
     """
     check_optimizer(config)
-    dataset_dir, output_dir = workspace.resolve(config.dataset), workspace.resolve(config.output_dir)
+    dataset_dir, output_dir = workspace.resolve_dataset(config.dataset), workspace.resolve(config.output_dir)
     # A versioned dataset must still be that version, byte for byte.
     data_hash = verify_dataset(dataset_dir) if recorded_hash(dataset_dir) else None
     resume_from = latest_checkpoint(output_dir) if config.resume else None

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from data.atomic import staged_dir
+from data.progress import Progress
 from data.schema import SPLITS, DataError, Example, write_manifest, write_split
 from data.sources.carve import DEFAULT_RATIOS, SplitRatios, all_to_test, carve_splits
 from data.sources.coco import read_coco, read_roboflow_coco
-from data.sources.common import Converted, ImageStore, Progress
+from data.sources.common import Converted, ImageStore
 from data.sources.detect import LAYOUTS, detect_format
 from data.sources.hf import read_hf
 from data.sources.paligemma_jsonl import read_paligemma_jsonl, read_roboflow_jsonl

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from data.progress import Progress, tracked
 from data.schema import DataError, Example
-from data.sources.common import Converted, ImageStore, Progress, canonical_split, confined_path, tracked
+from data.sources.common import Converted, ImageStore, canonical_split, confined_path
 from data.sources.detect import ROBOFLOW_COCO_FILE, split_folders
 from data.tasks import ImageSize, Task, detect_prefix, get_task, segment_prefix
 

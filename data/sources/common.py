@@ -7,10 +7,9 @@ import hashlib
 import io
 import os
 import re
-from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -20,32 +19,6 @@ IMAGES_DIR = "images"
 _SPLIT_NAME = re.compile(r"^(train|training|val|valid|validation|dev|test|testing)(\d{4})?$")
 _SPLIT_ALIASES = {"training": "train", "valid": "val", "validation": "val", "dev": "val", "testing": "test"}
 _PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
-T = TypeVar("T")
-
-
-class Progress(Protocol):
-    """Shows how far a loop has got (a progress bar, say) while yielding ``items`` unchanged.
-
-    ``desc`` names the loop (``ingest train``), ``total`` is the number of items when known and
-    ``unit`` what one item is (``row``, ``line``, ``image``). The CLI passes one that draws a
-    tqdm bar on a terminal; the data package draws nothing itself.
-    """
-
-    def __call__(self, items: Iterable[T], *, desc: str, total: int | None, unit: str) -> Iterable[T]: ...
-
-
-def tracked(
-    items: Iterable[T], progress: Progress | None, desc: str, *, unit: str, total: int | None = None
-) -> Iterable[T]:
-    """``items`` passed through ``progress``, or ``items`` themselves when there is none.
-
-    ``total`` defaults to ``len(items)`` when they have a length.
-    """
-    if progress is None:
-        return items
-    if total is None and isinstance(items, Sized):
-        total = len(items)
-    return progress(items, desc=desc, total=total, unit=unit)
 
 
 @dataclass

@@ -20,8 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from data.progress import Progress, tracked
 from data.schema import DataError, Example
-from data.sources.common import Converted, ImageStore, Progress, tracked
+from data.sources.common import Converted, ImageStore
 from data.sources.hf_files import Part, load_parts
 from data.tasks import get_task
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from data.loc_tokens import decode_boxes
+from data.progress import Progress, tracked
 from data.schema import DataError, Example
-from data.sources.common import Converted, ImageStore, Progress, confined_path, tracked
+from data.sources.common import Converted, ImageStore, confined_path
 from data.sources.detect import ROBOFLOW_JSONL_FILE, paligemma_root, split_folders
 from data.tasks import TASKS, get_task
 

@@ -18,7 +18,7 @@ from data.pipeline import ensure_pipeline, output_dir, read_params, reproduce, s
 from data.schema import MANIFEST_FILE, read_split
 from data.synthetic import SplitSizes
 from data.validate import validate_dataset
-from data.versioning import DatasetVersion, ensure_repo, recorded_hash, version_dataset
+from data.versioning import DatasetVersion, recorded_hash, remote_url, version_dataset
 from data.workspace import Workspace
 from orchestration.defs.partitions import task_asset
 from orchestration.defs.resources import DvcResource, WorkspaceResource
@@ -39,7 +39,7 @@ class RawDatasetConfig(Config):
 def task_dataset_dir(layout: Workspace, task: str) -> Path:
     """Where the task's data is: ingested data in ``datasets/<task>`` wins over the synthetic set."""
     own = layout.datasets / task
-    return own if (own / MANIFEST_FILE).is_file() else output_dir(layout.root, task)
+    return own if (own / MANIFEST_FILE).is_file() else output_dir(layout.project, task)
 
 
 def current_dataset_hash(layout: Workspace, task: str) -> str | None:
@@ -94,23 +94,23 @@ def raw_dataset(
     """The task's dataset folder in the JSONL contract, split into train/val/test.
 
     Data of your own, ingested to ``datasets/<task>`` (``palitune data ingest``), is used as
-    it is. Otherwise the workspace's DVC pipeline renders the synthetic set
+    it is. Otherwise the project's DVC pipeline renders the synthetic set
     (``dvc repro synthesize@<task>``, parameters in ``params.yaml``, which this asset's config
     can change); an unchanged stage is not rendered again."""
     task, layout = context.partition_key, workspace.layout
-    ensure_repo(layout.root, dvc.remote(layout))
+    project = dvc.prepare(layout)
     path = task_dataset_dir(layout, task)
     with final_on_bad_input():
         if path == layout.datasets / task:
             source = "ingested"
         else:
-            ensure_pipeline(layout.root)
-            current = {**task_defaults(task), **read_params(layout.root).get(task, {})}
+            ensure_pipeline(project)
+            current = {**task_defaults(task), **read_params(project).get(task, {})}
             chosen = {k: v for k, v in config.model_dump().items() if v is not None}
             params = {**current, **chosen}
             sizes = SplitSizes(params["train"], params["val"], params["test"])
-            set_params(layout.root, task, seed=params["seed"], sizes=sizes, image_size=params["image_size"])
-            (path,) = reproduce(layout.root, [task])
+            set_params(project, task, seed=params["seed"], sizes=sizes, image_size=params["image_size"])
+            (path,) = reproduce(project, [task])
             source = "synthetic (dvc repro)"
     manifest = json.loads((path / MANIFEST_FILE).read_text())
     return MaterializeResult(
@@ -137,10 +137,10 @@ def dataset_version(
     """The dataset folder versioned with DVC and pushed to the remote. Its hash is the data
     version: every run trained or scored on it is tagged with it, and
     ``palitune data checkout HASH`` restores it on a fresh clone."""
-    layout = workspace.layout
-    ensure_repo(layout.root, dvc.remote(layout))
+    project = dvc.prepare(workspace.layout)
     with final_on_bad_input():
-        version = version_dataset(layout.root, Path(upstream_metadata(context, "raw_dataset")["dataset"]))
+        dataset = Path(upstream_metadata(context, "raw_dataset")["dataset"])
+        version = version_dataset(project, dataset, remote=dvc.remote())
     context.log.info(f"dataset {version.path} is DVC version {version.hash}")
     return MaterializeResult(
         data_version=DataVersion(version.hash),
@@ -150,7 +150,7 @@ def dataset_version(
             "files": version.files,
             "bytes": version.size,
             "dvc_file": MetadataValue.path(str(version.dvc_file)),
-            "remote": str(dvc.remote(layout)),
+            "remote": remote_url(project, dvc.remote()),
         },
     )
 

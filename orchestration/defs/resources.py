@@ -27,6 +27,7 @@ from dagster import (
     open_pipes_session,
 )
 
+from data.versioning import ensure_repo
 from data.workspace import HOME_ENV, Workspace
 from registry.models import model_name
 from registry.tracking import RegistryClient, client_for, run_link, version_url
@@ -45,13 +46,20 @@ class WorkspaceResource(ConfigurableResource):
 
 
 class DvcResource(ConfigurableResource):
-    """Where dataset versions are pushed: a folder or a URL (``s3://bucket/prefix``); empty
-    means the workspace's local folder remote."""
+    """Where dataset versions are pushed: a remote named in the project's DVC config, or a
+    folder or URL (``s3://bucket/prefix``); empty means the DVC config's default remote (a
+    workspace that is its own project starts with a folder remote inside it)."""
 
     remote_url: str = ""
 
-    def remote(self, workspace: Workspace) -> Path | str:
-        return self.remote_url or workspace.dvc_remote
+    def remote(self) -> str | None:
+        """The remote to name to ``data.versioning`` (``None``: the DVC config's default)."""
+        return self.remote_url or None
+
+    def prepare(self, workspace: Workspace) -> Path:
+        """The workspace's project, made a DVC repository if it is not one yet."""
+        ensure_repo(workspace.project, workspace.dvc_remote)
+        return workspace.project
 
 
 class MlflowResource(ConfigurableResource):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from data.workspace import Workspace
-from palitune.cli.common import BAD_INPUT, OK, BadInput, Subparsers, log, require_dir
+from palitune.cli.common import BAD_INPUT, OK, BadInput, Subparsers, log, progress, require_dir
 
 
 def add_commands(sub: Subparsers) -> None:
@@ -17,7 +18,7 @@ def add_commands(sub: Subparsers) -> None:
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="action", required=True)
     synth = data.add_parser("synth", help="render a synthetic dataset of one task")
     synth.add_argument("--task", default="vqa", choices=sorted(TASKS), help="task to render (default vqa)")
-    synth.add_argument("--out", help="folder (default: <workspace>/datasets/<task>)")
+    synth.add_argument("--out", help="folder (default: dvc-data/<task> of the project)")
     synth.add_argument("--seed", type=int, default=0, help="every random choice derives from it (default 0)")
     synth.add_argument("--image-size", type=int, default=64, help="image width and height in pixels (default 64)")
     for split, n in (("train", 2000), ("val", 100), ("test", 200)):
@@ -25,7 +26,7 @@ def add_commands(sub: Subparsers) -> None:
     synth.set_defaults(func=_synth)
     repro = data.add_parser(
         "repro",
-        help="render synthetic datasets through the workspace's DVC pipeline (params.yaml -> synthetic/TASK)",
+        help="render synthetic datasets through the project's DVC pipeline (params.yaml -> dvc-data/synthetic/TASK)",
     )
     repro.add_argument(
         "--task",
@@ -40,11 +41,23 @@ def add_commands(sub: Subparsers) -> None:
     validate.set_defaults(func=_validate)
     version = data.add_parser("version", help="validate a dataset folder, DVC-version it and push it")
     version.add_argument("dataset", help="dataset folder to version (it is validated first)")
+    _add_remote(version)
     version.set_defaults(func=_version)
-    checkout = data.add_parser("checkout", help="restore a dataset version from its hash")
+    checkout = data.add_parser("checkout", help="restore a dataset version from its hash alone, from the remote")
     checkout.add_argument("hash", help="the dataset version: the 32-hex hash `data version` printed")
-    checkout.add_argument("--out", required=True, help="folder to restore it into")
+    checkout.add_argument(
+        "--out", help="empty or new folder to copy it into (default: print where it was restored in the workspace)"
+    )
+    _add_remote(checkout)
     checkout.set_defaults(func=_checkout)
+
+
+def _add_remote(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        help="DVC remote: a name from the DVC config or a URL/folder (default: PALITUNE_DVC_REMOTE, "
+        "else the DVC config's default remote)",
+    )
 
 
 def _add_ingest(data: Subparsers) -> None:
@@ -104,8 +117,8 @@ def _repro(args: argparse.Namespace, ws: Workspace) -> int:
     from data.pipeline import reproduce
     from data.versioning import ensure_repo
 
-    ensure_repo(ws.root, ws.dvc_remote)
-    for path in reproduce(ws.root, args.task or None):
+    ensure_repo(ws.project, ws.dvc_remote)
+    for path in reproduce(ws.project, args.task or None):
         print(path)
     return 0
 
@@ -113,7 +126,7 @@ def _repro(args: argparse.Namespace, ws: Workspace) -> int:
 def _validate(args: argparse.Namespace, ws: Workspace) -> int:
     from data.validate import validate_dataset
 
-    report = validate_dataset(require_dir(args.dataset, "dataset"))
+    report = validate_dataset(require_dir(args.dataset, "dataset"), progress=progress)
     for problem in report.problems:
         print(problem)  # the data of this command: one problem a line, for grep
     examples = sum(n for per_task in report.counts.values() for n in per_task.values())
@@ -126,17 +139,29 @@ def _version(args: argparse.Namespace, ws: Workspace) -> int:
     from data.versioning import ensure_repo, version_dataset
 
     dataset = require_dir(args.dataset, "dataset")
-    ensure_repo(ws.root, ws.dvc_remote)
-    version = version_dataset(ws.root, dataset)
+    ensure_repo(ws.project, ws.dvc_remote)
+    version = version_dataset(ws.project, dataset, remote=args.remote, progress=progress)
     print(json.dumps({"hash": version.hash, "files": version.files, "dvc_file": str(version.dvc_file)}))
     return 0
 
 
 def _checkout(args: argparse.Namespace, ws: Workspace) -> int:
-    from data.versioning import ensure_repo, restore_dataset
+    import shutil
 
-    ensure_repo(ws.root, ws.dvc_remote)
-    print(restore_dataset(ws.root, args.hash, Path(args.out)).path)
+    from data.versioning import checkout_version, ensure_repo
+
+    if not re.fullmatch(r"[0-9a-f]{32}", args.hash):
+        raise BadInput(f"{args.hash!r} is not a dataset version: expected the 32-hex hash `data version` printed")
+    out = Path(args.out).resolve() if args.out else None
+    if out is not None and out.exists() and any(out.iterdir()):
+        raise BadInput(f"--out {args.out}: exists and is not empty")
+    ensure_repo(ws.project, ws.dvc_remote)
+    version = checkout_version(ws, args.hash, remote=args.remote)
+    if out is None or out == version.path:
+        print(version.path)
+    else:
+        shutil.copytree(version.path, out, dirs_exist_ok=True)
+        print(out)
     return 0
 
 
@@ -161,6 +186,7 @@ def _ingest(args: argparse.Namespace, ws: Workspace) -> int:
             seed=args.seed,
             eval_only=args.eval_only,
             keep_unlabelled=args.keep_unlabelled,
+            progress=progress,  # a bar per split on a terminal; nothing in logs or with -q
         )
     except DataError:
         raise

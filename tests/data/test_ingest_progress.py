@@ -123,3 +123,23 @@ def test_hf_save_to_disk_progress_knows_its_total(tmp_path: Path) -> None:
     Dataset.from_dict(rows, features=Features(_docvqa_features())).save_to_disk(tmp_path / "saved")
     recorder, _ = _ingest_both_ways(tmp_path / "saved", tmp_path)
     assert [(loop.desc, loop.total, loop.seen) for loop in recorder.loops] == [("ingest train", 5, 5)]
+
+
+def test_validation_reports_every_line_it_checks(tmp_path: Path) -> None:
+    from data.synthetic import SplitSizes, write_shapes_vqa
+    from data.validate import validate_dataset
+
+    dataset = write_shapes_vqa(tmp_path / "vqa", sizes=SplitSizes(train=5, val=2, test=3))
+    seen: dict[str, int] = {}
+
+    def recorder(items, *, desc, total, unit):  # type: ignore[no-untyped-def]
+        for item in items:
+            seen[desc] = seen.get(desc, 0) + 1
+            yield item
+
+    from data.schema import split_lines
+
+    assert validate_dataset(dataset, progress=recorder).ok
+    lines = {f"validate {s}": len(list(split_lines(dataset / f"{s}.jsonl"))) for s in ("train", "val", "test")}
+    assert seen == lines and lines["validate train"] >= 5
+    assert validate_dataset(dataset, progress=recorder).counts == validate_dataset(dataset).counts

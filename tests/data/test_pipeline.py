@@ -38,7 +38,7 @@ def test_repro_renders_what_params_say_and_versions_it_in_the_lock(root: Path, t
     set_params(root, "ocr", seed=3, sizes=SIZES, image_size=48)
     (out,) = reproduce(root, ["ocr"])
 
-    assert out == root / "synthetic" / "ocr"
+    assert out == root / "dvc-data" / "synthetic" / "ocr"
     assert [len(read_split(out, split)) for split in ("train", "val", "test")] == [6, 2, 2]
     # Same bytes as rendering it by hand with those parameters.
     assert _files(out) == _files(write_synthetic("ocr", tmp_path / "by-hand", seed=3, sizes=SIZES, image_size=48))
@@ -52,7 +52,7 @@ def test_repro_renders_what_params_say_and_versions_it_in_the_lock(root: Path, t
     assert verify_dataset(out) == version.hash
     clone = tmp_path / "clone"  # a hash alone restores it elsewhere, from the remote
     ensure_repo(clone, tmp_path / "remote")
-    assert _files(restore_dataset(clone, version.hash, clone / "datasets" / "ocr").path) == _files(out)
+    assert _files(restore_dataset(clone, version.hash, clone / "dvc-data" / "ocr").path) == _files(out)
 
 
 def test_repro_skips_unchanged_and_rerenders_changed_params(root: Path) -> None:

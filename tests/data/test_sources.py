@@ -430,7 +430,7 @@ def test_failed_ingest_leaves_previous_output(
     tmp_path: Path, fmt: str, build: Callable[[Path], Path], corrupt: Callable[[Path], None]
 ) -> None:
     src = build(tmp_path)
-    out = ingest(fmt, src, tmp_path / "datasets" / "v1")
+    out = ingest(fmt, src, tmp_path / "dvc-data" / "v1")
     before = _snapshot(out)
     corrupt(src)
     with pytest.raises(DataError):

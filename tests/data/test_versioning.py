@@ -21,11 +21,11 @@ def test_same_bytes_same_hash_one_byte_changed_new_hash(tmp_path: Path) -> None:
     for name in ("a", "b"):  # two independent repositories, same rendered bytes
         root = tmp_path / name
         ensure_repo(root, root / "remote")
-        hashes.append(version_dataset(root, write_shapes_vqa(root / "datasets" / "vqa", sizes=SIZES)).hash)
+        hashes.append(version_dataset(root, write_shapes_vqa(root / "dvc-data" / "vqa", sizes=SIZES)).hash)
     assert hashes[0] == hashes[1]
     assert len(hashes[0]) == 32
 
-    dataset = tmp_path / "a" / "datasets" / "vqa"
+    dataset = tmp_path / "a" / "dvc-data" / "vqa"
     with (dataset / "train.jsonl").open("a") as f:
         f.write("\n")
     changed = version_dataset(tmp_path / "a", dataset)
@@ -36,14 +36,14 @@ def test_same_bytes_same_hash_one_byte_changed_new_hash(tmp_path: Path) -> None:
 def test_a_hash_restores_the_dataset_from_the_remote_alone(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     ensure_repo(root, tmp_path / "remote")
-    dataset = write_shapes_vqa(root / "datasets" / "vqa", sizes=SIZES)
+    dataset = write_shapes_vqa(root / "dvc-data" / "vqa", sizes=SIZES)
     original = _files(dataset)
     digest = version_dataset(root, dataset).hash
 
     # A fresh clone: a new repository, no cache, only the remote and the hash.
     clone = tmp_path / "clone"
     ensure_repo(clone, tmp_path / "remote")
-    restored = restore_dataset(clone, digest, clone / "datasets" / "vqa")
+    restored = restore_dataset(clone, digest, clone / "dvc-data" / "vqa")
     assert _files(restored.path) == original
     assert recorded_hash(restored.path) == digest
 
@@ -60,7 +60,7 @@ def test_re_rendering_is_byte_identical(tmp_path: Path) -> None:
 def test_changed_files_are_refused_until_restored(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     ensure_repo(root, tmp_path / "remote")
-    dataset = write_shapes_vqa(root / "datasets" / "vqa", sizes=SIZES)
+    dataset = write_shapes_vqa(root / "dvc-data" / "vqa", sizes=SIZES)
     digest = version_dataset(root, dataset).hash
     assert verify_dataset(dataset) == digest
 
@@ -92,12 +92,12 @@ def test_an_invalid_dataset_is_never_versioned(tmp_path: Path) -> None:
 
     root = tmp_path / "ws"
     ensure_repo(root, tmp_path / "remote")
-    dataset = write_shapes_vqa(root / "datasets" / "vqa", sizes=SIZES)
+    dataset = write_shapes_vqa(root / "dvc-data" / "vqa", sizes=SIZES)
     (dataset / "images" / "val-00001.png").write_bytes(b"")
     before = _files(dataset)
     with pytest.raises(InvalidDatasetError, match="val.jsonl:2: image"):
         version_dataset(root, dataset)
-    assert not (root / "datasets" / "vqa.dvc").exists()
+    assert not (root / "dvc-data" / "vqa.dvc").exists()
     assert recorded_hash(dataset) is None
     assert _files(dataset) == before, "nothing changed on disk"
     assert not any((tmp_path / "remote").rglob("*.dir")), "nothing pushed"

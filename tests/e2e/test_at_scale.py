@@ -159,7 +159,7 @@ def test_the_graph_runs_on_postgresql_and_serves_its_champion_over_rest(
     assert alias["version"] == "1" and alias["source"].startswith("models:/")
     run = _rest(mlflow_server, f"runs/get?run_id={alias['run_id']}")["run"]
     assert run["info"]["artifact_uri"].startswith("mlflow-artifacts:"), "artifacts go through the server"
-    image = next((workspace / "synthetic" / "vqa" / "images").glob("test-*.png"))
+    image = next((workspace / "dvc-data" / "synthetic" / "vqa" / "images").glob("test-*.png"))
     question = "answer en what colour is the circle?"
     probe = (
         "import mlflow, pandas; model = mlflow.pyfunc.load_model('models:/palitune-vqa@champion'); "

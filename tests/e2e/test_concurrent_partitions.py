@@ -79,7 +79,7 @@ def test_two_partitions_materialized_at_once_both_succeed(tmp_path: Path) -> Non
 
     client = MlflowClient(f"sqlite:///{workspace}/mlflow/mlflow.db")
     for task in TASKS:
-        digest = recorded_hash(workspace / "synthetic" / task)
+        digest = recorded_hash(workspace / "dvc-data" / "synthetic" / task)
         assert digest and len(digest) == 32, task
         (version,) = client.search_model_versions(f"name = 'palitune-{task}'")
         assert version.tags["palitune.dataset_hash"] == digest

@@ -53,7 +53,7 @@ def test_the_daemon_retrains_a_task_when_its_data_gets_a_new_version(tmp_path: P
         ensure_repo(workspace, workspace / "dvc-remote")
         set_params(workspace, "vqa", seed=3, sizes=SplitSizes(train=256, val=16, test=48), image_size=32)
         reproduce(workspace, ["vqa"])
-        digest = recorded_hash(workspace / "synthetic" / "vqa")
+        digest = recorded_hash(workspace / "dvc-data" / "synthetic" / "vqa")
         assert digest
 
         _cli(env, "sensor", "start", "new_dataset_version", "-m", "orchestration.definitions")

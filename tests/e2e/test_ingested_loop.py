@@ -45,7 +45,7 @@ def test_an_ingested_roboflow_export_goes_through_the_whole_loop(tmp_path: Path)
     workspace = tmp_path / "workspace"
     rendered = write_synthetic(TASK, tmp_path / "rendered", sizes=SplitSizes(train=600, val=16, test=100))
     export = _roboflow_export(rendered, tmp_path / "download" / "dataset")
-    dataset = ingest("paligemma-jsonl", export, workspace / "datasets" / TASK, task=TASK)
+    dataset = ingest("paligemma-jsonl", export, workspace / "dvc-data" / TASK, task=TASK)
 
     resources = {
         "workspace": WorkspaceResource(root=str(workspace)),
@@ -60,7 +60,7 @@ def test_an_ingested_roboflow_export_goes_through_the_whole_loop(tmp_path: Path)
         assert result.success
         raw = result.asset_materializations_for_node("raw_dataset")[0].metadata
         assert raw["source"].value == "ingested" and raw["dataset"].value == str(dataset)
-    assert not (workspace / "synthetic" / TASK).exists(), "the synthetic set was not rendered"
+    assert not (workspace / "dvc-data" / "synthetic" / TASK).exists(), "the synthetic set was not rendered"
 
     digest = recorded_hash(dataset)
     assert digest and len(digest) == 32

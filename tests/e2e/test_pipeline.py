@@ -38,7 +38,7 @@ def test_the_whole_loop_twice(tmp_path: Path) -> None:
     with DagsterInstance.ephemeral() as instance:
         first = _materialize(workspace, instance)
         assert first.success
-        data_hash = recorded_hash(workspace / "synthetic" / "vqa")
+        data_hash = recorded_hash(workspace / "dvc-data" / "synthetic" / "vqa")
         assert data_hash and len(data_hash) == 32
         record = instance.get_latest_data_version_record(AssetKey("dataset_version"), partition_key="vqa")
         assert record.asset_materialization.tags["dagster/data_version"] == data_hash
@@ -60,7 +60,7 @@ def test_the_whole_loop_twice(tmp_path: Path) -> None:
 
         second = _materialize(workspace, instance)
         assert second.success
-        assert recorded_hash(workspace / "synthetic" / "vqa") == data_hash, "same data, same version"
+        assert recorded_hash(workspace / "dvc-data" / "synthetic" / "vqa") == data_hash, "same data, same version"
         challenger = client.get_model_version_by_alias("palitune-vqa", CHALLENGER)
         assert str(challenger.version) == "2"
         assert challenger.run_id != champion.run_id, "a new run"

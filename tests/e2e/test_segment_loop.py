@@ -53,7 +53,7 @@ def test_the_segment_partition_trains_registers_promotes_and_predicts_masks(
             assets.ALL, partition_key=TASK, resources=resources, run_config=RUN_CONFIG, instance=instance
         )
         assert result.success
-    dataset = workspace / "synthetic" / TASK
+    dataset = workspace / "dvc-data" / "synthetic" / TASK
     digest = recorded_hash(dataset)
     assert digest and len(digest) == 32
 

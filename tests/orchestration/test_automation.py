@@ -32,7 +32,7 @@ def _sense(instance: DagsterInstance, workspace: WorkspaceResource) -> list[RunR
 def _render(root: Path, seed: int) -> str:
     set_params(root, "vqa", seed=seed, sizes=TINY, image_size=32)
     reproduce(root, ["vqa"])
-    digest = recorded_hash(root / "synthetic" / "vqa")
+    digest = recorded_hash(root / "dvc-data" / "synthetic" / "vqa")
     assert digest
     return digest
 

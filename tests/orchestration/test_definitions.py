@@ -36,7 +36,7 @@ def test_one_partition_per_task_each_with_a_valid_shipped_config() -> None:
     assert task_partitions.get_partition_keys() == list(TASKS)
     for task in TASKS:
         config = load_config(PROJECT_ROOT / TRAINING_CONFIGS[task])
-        assert config.task == task and config.dataset == f"synthetic/{task}"
+        assert config.task == task and config.dataset == f"dvc-data/synthetic/{task}"
 
 
 def test_the_guards_are_blocking_checks_on_their_assets() -> None:

@@ -59,7 +59,7 @@ def test_two_task_partitions_materialize_end_to_end(tmp_path: Path) -> None:
         for task in ("vqa", "chartqa"):
             result = _materialize(tmp_path, instance, task)
             assert result.success, task
-            digest = recorded_hash(tmp_path / "synthetic" / task)
+            digest = recorded_hash(tmp_path / "dvc-data" / "synthetic" / task)
             checks = {
                 e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
                 for e in result.all_events

@@ -11,7 +11,7 @@ from tests.conftest import SMALL
 
 @pytest.fixture
 def workspace_with_vqa(tmp_path: Path) -> Path:
-    """A workspace whose ``datasets/vqa`` is a small VQA dataset, versioned with DVC."""
+    """A workspace whose ``dvc-data/vqa`` is a small VQA dataset, versioned with DVC."""
     ensure_repo(tmp_path, tmp_path / "dvc-remote")
-    version_dataset(tmp_path, write_shapes_vqa(tmp_path / "datasets" / "vqa", sizes=SMALL))
+    version_dataset(tmp_path, write_shapes_vqa(tmp_path / "dvc-data" / "vqa", sizes=SMALL))
     return tmp_path

@@ -27,19 +27,19 @@ def test_champion_loads_in_a_fresh_process_answers_like_the_cli_and_exports_merg
     uri = f"sqlite:///{ws}/mlflow.db"
     config = load_config(
         REPO / "configs" / "tiny" / "64px_vqa_lora.yaml",
-        ["dataset=datasets/vqa", "steps=150", "batch_size=16", "log_every=50", "output_dir=runs/consumer"],
+        ["dataset=dvc-data/vqa", "steps=150", "batch_size=16", "log_every=50", "output_dir=runs/consumer"],
     )
     client = client_for(uri)
     run_id = open_run(client, "palitune", ws / "mlflow-artifacts", run_name="consumer", tags={})
     result = train(config, Workspace(ws), tracking_uri=uri, mlflow_run_id=run_id)
-    example = read_split(ws / "datasets" / "vqa", "test")[0]
+    example = read_split(ws / "dvc-data" / "vqa", "test")[0]
     tags = {"palitune.base_model": "tiny", "palitune.dataset_hash": result.dataset_hash or ""}
     version = register_adapter(client, run_id, result.adapter_dir, NAME, tags, prompt=example.prefix, max_new_tokens=12)
     env = {**os.environ, "PALITUNE_HOME": str(ws), "MLFLOW_TRACKING_URI": uri}
 
     # `registry promote` judges the challenger on its own dataset version, restored by hash
     # from the DVC remote: the workspace's copy is moved away first.
-    (ws / "datasets" / "vqa").rename(ws / "elsewhere")
+    (ws / "dvc-data" / "vqa").rename(ws / "elsewhere")
 
     def promote(*policy: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "palitune.cli", "registry", "promote", NAME, *policy]
@@ -56,8 +56,8 @@ def test_champion_loads_in_a_fresh_process_answers_like_the_cli_and_exports_merg
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr[-3000:]
     assert str(client.get_model_version_by_alias(NAME, CHAMPION).version) == version.version
     assert client.get_model_version(NAME, version.version).tags["palitune.promotion.decision"] == "promoted"
-    (ws / "elsewhere").rename(ws / "datasets" / "vqa")
-    image = str(ws / "datasets" / "vqa" / example.image)
+    (ws / "elsewhere").rename(ws / "dvc-data" / "vqa")
+    image = str(ws / "dvc-data" / "vqa" / example.image)
 
     consumer = (
         "import json, sys, mlflow, pandas as pd\n"

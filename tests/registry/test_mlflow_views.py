@@ -92,7 +92,7 @@ def _track(uri: str, tmp_path: Path, run_id: str | None, **fields: object) -> st
     use_tracking_store(uri)
     config = RunConfig(experiment="palitune", output_dir=str(tmp_path / "out"), **fields)  # type: ignore[arg-type]
     accelerator = Accelerator(log_with="mlflow", project_dir=str(tmp_path / "out"))
-    dataset = tmp_path / "datasets" / "vqa"
+    dataset = tmp_path / "dvc-data" / "vqa"
     active = start_tracking(accelerator, config, "tiny", DIGEST, 7, run_id, dataset_dir=dataset)
     accelerator.end_training()
     assert active is not None
@@ -111,7 +111,7 @@ def test_a_training_run_records_its_source_datasets_and_experiment_kind(uri: str
     inputs = client.get_run(run_id).inputs
     assert inputs is not None
     source = inputs.dataset_inputs[0].dataset
-    assert source.source_type == "local" and (tmp_path / "datasets" / "vqa").as_uri() in source.source
+    assert source.source_type == "local" and (tmp_path / "dvc-data" / "vqa").as_uri() in source.source
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.tags[EXPERIMENT_KIND_TAG] == TRAINING_EXPERIMENT
 

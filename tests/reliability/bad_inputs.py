@@ -4,7 +4,7 @@ Each is declared with where its refusal must point (``at``: file, line and field
 error message writes them) and a phrase the message must hold (``says``). A builder gets the
 ``Bench`` and a fresh folder of its own, writes one bad input and returns the command that
 must refuse it, and the folder ``at`` is relative to. ``test_bad_inputs.py`` runs them all;
-``python -m tests.reliability.table`` lists them in README.
+``python -m tests.reliability.table`` lists them in docs/reliability.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What the reliability suite tries: each fault it really causes, each kind of bad input.
 
-This list is the single source of both the tests and README's "Reliability" tables
+This list is the single source of both the tests and the tables of docs/reliability.md
 (``python -m tests.reliability.table`` writes them): a fault names the test that causes it;
 a bad input is declared, with where its refusal must point, by the builder registered in
 ``bad_inputs.py``, and ``test_bad_inputs.py`` runs every one of them.

@@ -1,7 +1,7 @@
-"""Write README's reliability tables from the suite's catalogue.
+"""Write the reliability tables of docs/reliability.md from the suite's catalogue.
 
-python -m tests.reliability.table           rewrite README.md between the markers
-python -m tests.reliability.table --check   exit 1 if README.md is not up to date
+python -m tests.reliability.table           rewrite docs/reliability.md between the markers
+python -m tests.reliability.table --check   exit 1 if docs/reliability.md is not up to date
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from pathlib import Path
 
 from tests.reliability.catalogue import FAULTS, SECURITY, STAGES, bad_inputs
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+RELIABILITY = ROOT / "docs" / "reliability.md"
 START, END = "<!-- reliability:start -->", "<!-- reliability:end -->"
 
 
@@ -21,7 +23,7 @@ def _test(node: str) -> str:
 
 
 def render() -> str:
-    """The generated part of README's "Reliability" section, markers included."""
+    """The generated part of docs/reliability.md, markers included."""
     lines = [START, "", "**Faults tried / survived**", ""]
     lines += ["| fault | how it is caused | result | what is checked afterwards | test |", "|---|---|---|---|---|"]
     lines += [f"| {f.fault} | {f.how} | survived | {f.survives} | {_test(f.test)} |" for f in FAULTS]
@@ -36,23 +38,27 @@ def render() -> str:
     return "\n".join([*lines, "", END])
 
 
-def updated(readme: str) -> str:
-    """``readme`` with the text between the markers replaced by ``render()``."""
-    if readme.count(START) != 1 or readme.count(END) != 1:
-        raise ValueError(f"{README}: expected one {START} and one {END}")
-    head, rest = readme.split(START)
+def updated(text: str) -> str:
+    """``text`` (docs/reliability.md) with the part between the markers replaced by ``render()``.
+
+    Raises:
+        ValueError: ``text`` does not hold exactly one start and one end marker.
+    """
+    if text.count(START) != 1 or text.count(END) != 1:
+        raise ValueError(f"{RELIABILITY}: expected one {START} and one {END}")
+    head, rest = text.split(START)
     return head + render() + rest.split(END, 1)[1]
 
 
 def main(argv: list[str]) -> int:
-    current = README.read_text(encoding="utf-8")
+    current = RELIABILITY.read_text(encoding="utf-8")
     new = updated(current)
     if "--check" in argv:
         if new != current:
-            print(f"{README}: the reliability tables are out of date; run python -m tests.reliability.table")
+            print(f"{RELIABILITY}: the reliability tables are out of date; run python -m tests.reliability.table")
             return 1
         return 0
-    README.write_text(new, encoding="utf-8")
+    RELIABILITY.write_text(new, encoding="utf-8")
     return 0
 
 

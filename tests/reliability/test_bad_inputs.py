@@ -2,7 +2,7 @@
 and field, and nothing downstream changes: no dataset version, no run folder, no MLflow
 store, no report or scores file, the registry as it was.
 
-The cases are the builders of ``bad_inputs.py``; README's table lists the same ones.
+The cases are the builders of ``bad_inputs.py``; docs/reliability.md's table lists the same ones.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Bench:
     root = tmp_path_factory.mktemp("bench")
     ws = root / "ws"
     ensure_repo(ws, ws / "dvc-remote")
-    version_dataset(ws, write_synthetic("vqa", ws / "datasets" / "vqa", sizes=TEMPLATE_SIZES))  # the remote holds one
+    version_dataset(ws, write_synthetic("vqa", ws / "dvc-data" / "vqa", sizes=TEMPLATE_SIZES))  # the remote holds one
     templates = {
         t: write_synthetic(t, root / "templates" / t, sizes=TEMPLATE_SIZES) for t in ("vqa", "detect", "extract")
     }

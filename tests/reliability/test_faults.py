@@ -1,5 +1,5 @@
 """Faults really caused — signals, a stopped server, an unreachable or read-only remote, a
-full disk — and what must survive each. README's "Faults tried" table lists these tests
+full disk — and what must survive each. docs/reliability.md's "Faults tried" table lists these tests
 (``catalogue.FAULTS``), with the two that live beside the code they exercise.
 """
 
@@ -174,7 +174,7 @@ def _fresh_clone_restores(tmp_path: Path, ws: Path, digest: str, expected: dict[
 def test_data_version_killed_mid_way(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ensure_repo(ws, Workspace(ws).dvc_remote)
-    dataset = write_shapes_vqa(ws / "datasets" / "vqa", sizes=SIZES)
+    dataset = write_shapes_vqa(ws / "dvc-data" / "vqa", sizes=SIZES)
     first = version_dataset(ws, dataset).hash
     first_files = file_hashes(dataset)
     shutil.rmtree(dataset)  # the next version: many more images, so adding and pushing take a while
@@ -242,9 +242,9 @@ def test_a_failed_push_records_no_version(kind: str, tmp_path: Path, monkeypatch
     remote = Workspace(ws).dvc_remote
     monkeypatch.setenv("PALITUNE_HOME", str(ws))
     with _remote_fault(kind, remote) as (break_, mend):
-        dataset = write_shapes_vqa(ws / "datasets" / "vqa", sizes=SIZES)
+        dataset = write_shapes_vqa(ws / "dvc-data" / "vqa", sizes=SIZES)
         assert main(["data", "version", str(dataset)]) == 0
-        first, record = recorded_hash(dataset), (ws / "datasets" / "vqa.dvc").read_bytes()
+        first, record = recorded_hash(dataset), (ws / "dvc-data" / "vqa.dvc").read_bytes()
         pushed = file_hashes(remote)
         with (dataset / "train.jsonl").open("a") as f:
             f.write("\n")  # new bytes, a new version
@@ -255,11 +255,11 @@ def test_a_failed_push_records_no_version(kind: str, tmp_path: Path, monkeypatch
         message = capsys.readouterr().err
         assert message.startswith(f"palitune: error: {remote}: pushing vqa failed"), message
         assert "vqa.dvc is left as it was and no new version is recorded" in message
-        assert (ws / "datasets" / "vqa.dvc").read_bytes() == record
-        assert not (ws / "datasets" / f"vqa.dvc{LAST_PUSHED_SUFFIX}").exists()
+        assert (ws / "dvc-data" / "vqa.dvc").read_bytes() == record
+        assert not (ws / "dvc-data" / f"vqa.dvc{LAST_PUSHED_SUFFIX}").exists()
         assert recorded_hash(dataset) == first
         with pytest.raises(DataError, match=f"does not match dataset version {first}"):  # nothing downstream runs
-            train(load_config(CONFIG, ["dataset=datasets/vqa"]), Workspace(ws), tracking_uri=f"sqlite:///{ws}/m.db")
+            train(load_config(CONFIG, ["dataset=dvc-data/vqa"]), Workspace(ws), tracking_uri=f"sqlite:///{ws}/m.db")
         assert not (ws / "runs").exists()
         mend()
         assert file_hashes(remote) == pushed, "nothing new reached the remote"
@@ -381,7 +381,7 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path: Pa
     ws = Workspace(tmp_path / "ws")
     write_shapes_vqa(ws.datasets / "vqa", sizes=SIZES)
     out = ws.runs / "full-disk"
-    overrides = [f"base_model={tiny_base}", "dataset=datasets/vqa", "output_dir=runs/full-disk", "steps=6"]
+    overrides = [f"base_model={tiny_base}", "dataset=dvc-data/vqa", "output_dir=runs/full-disk", "steps=6"]
     overrides += ["batch_size=4", "log_every=3", "checkpoint_every=2", "num_threads=1"]
     config, uri = load_config(CONFIG, overrides), f"sqlite:///{tmp_path}/mlflow.db"
     with _spoiler(ws.runs) as (spoil, mend):

@@ -171,7 +171,7 @@ def test_secrets_never_reach_what_a_run_logs(
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = client_for(uri)
     ensure_experiment(client, "palitune", tmp_path / "artifacts")
-    overrides = [f"base_model={tiny_base}", "dataset=datasets/vqa", "steps=2", "batch_size=4", "log_every=1"]
+    overrides = [f"base_model={tiny_base}", "dataset=dvc-data/vqa", "steps=2", "batch_size=4", "log_every=1"]
     result = train(
         load_config(REPO / "configs" / "tiny" / "64px_vqa_lora.yaml", [*overrides, "checkpoint_every=2"]),
         ws,

@@ -30,7 +30,7 @@ def _args(tiny_base: Path, *overrides: str) -> list[str]:
         "--config",
         str(CONFIG),
         f"base_model={tiny_base}",
-        "dataset=datasets/vqa",
+        "dataset=dvc-data/vqa",
         "batch_size=4",
         "num_threads=1",
         *overrides,

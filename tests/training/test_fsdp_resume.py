@@ -73,7 +73,7 @@ def _env(workspace: Path) -> dict[str, str]:
 
 
 def _overrides(tiny_base: Path, *more: str) -> list[str]:
-    common = [f"base_model={tiny_base}", "dataset=datasets/vqa", "batch_size=4", "num_threads=1"]
+    common = [f"base_model={tiny_base}", "dataset=dvc-data/vqa", "batch_size=4", "num_threads=1"]
     return [*common, f"steps={STEPS}", "log_every=1", *more]
 
 

@@ -89,7 +89,7 @@ def _run(workspace: Path, tiny_base: Path, name: str, *overrides: str) -> list[f
         CONFIG,
         [
             f"base_model={tiny_base}",
-            "dataset=datasets/vqa",
+            "dataset=dvc-data/vqa",
             "steps=4",
             "batch_size=8",
             "log_every=1",

@@ -60,7 +60,7 @@ def test_8bit_adamw_is_refused_without_a_gpu_before_anything_loads(
     loaded: list[str] = []
     monkeypatch.setattr(recipe, "load_base_model", lambda *args: loaded.append("base"))  # must not be reached
     config = load_config(
-        CONFIGS / "64px_vqa_full.yaml", [f"base_model={tiny_base}", "dataset=datasets/vqa", "optimizer=adamw_8bit"]
+        CONFIGS / "64px_vqa_full.yaml", [f"base_model={tiny_base}", "dataset=dvc-data/vqa", "optimizer=adamw_8bit"]
     )
     with pytest.raises(ConfigError, match="optimizer: adamw_8bit .*CUDA"):
         train(config, Workspace(workspace), tracking_uri=f"sqlite:///{workspace}/mlflow.db")

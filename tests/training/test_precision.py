@@ -93,7 +93,7 @@ def test_a_bf16_run_trains_and_validates(
         REPO / "configs" / "tiny" / config_file,
         [
             f"base_model={tiny_base}",
-            "dataset=datasets/vqa",
+            "dataset=dvc-data/vqa",
             f"precision={precision}",
             "steps=4",
             "batch_size=4",

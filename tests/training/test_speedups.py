@@ -102,7 +102,7 @@ def _run(workspace: Path, tiny_base: Path, name: str, *overrides: str) -> tuple[
         CONFIG,
         [
             f"base_model={tiny_base}",
-            "dataset=datasets/vqa",
+            "dataset=dvc-data/vqa",
             "steps=8",
             "batch_size=8",
             "log_every=1",

@@ -15,7 +15,7 @@ CONFIG = REPO / "configs" / "tiny" / "64px_vqa_lora.yaml"
 
 def _launch(prefix: list[str], workspace: Path, tiny_base: Path) -> dict:
     env = {**os.environ, "PALITUNE_HOME": str(workspace), "MLFLOW_TRACKING_URI": f"sqlite:///{workspace}/mlflow.db"}
-    overrides = [f"base_model={tiny_base}", "dataset=datasets/vqa", "steps=6", "batch_size=4", "log_every=2"]
+    overrides = [f"base_model={tiny_base}", "dataset=dvc-data/vqa", "steps=6", "batch_size=4", "log_every=2"]
     proc = subprocess.run(
         [*prefix, "-m", "training.train", "--config", str(CONFIG), *overrides],
         cwd=REPO,
@@ -70,7 +70,7 @@ def test_same_config_same_adapter_whether_or_not_the_base_was_built(workspace: P
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     adapters = []
     for run in ("builds-base", "reuses-base"):
-        config = load_config(CONFIG, ["steps=3", "batch_size=4", "dataset=datasets/vqa", f"output_dir=runs/{run}"])
+        config = load_config(CONFIG, ["steps=3", "batch_size=4", "dataset=dvc-data/vqa", f"output_dir=runs/{run}"])
         adapter_dir = train(config, layout, tracking_uri=uri).adapter_dir
         adapters.append((adapter_dir / "adapter_model.safetensors").read_bytes())
     assert adapters[0] == adapters[1]
@@ -82,8 +82,8 @@ def test_training_refuses_data_that_no_longer_matches_its_version(workspace: Pat
     from training.config import load_config
     from training.train import train
 
-    (workspace / "datasets" / "vqa" / "images" / "train-00000.png").write_bytes(b"tampered")
-    config = load_config(CONFIG, ["steps=1", "batch_size=4", "dataset=datasets/vqa"])
+    (workspace / "dvc-data" / "vqa" / "images" / "train-00000.png").write_bytes(b"tampered")
+    config = load_config(CONFIG, ["steps=1", "batch_size=4", "dataset=dvc-data/vqa"])
     with pytest.raises(DataError, match="images/train-00000.png: md5 differs"):
         train(config, Workspace(workspace), tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     assert not (workspace / "runs").exists(), "nothing was trained or written"
