@@ -61,6 +61,7 @@ import torch
 import yaml
 
 from benchmarks.common import Section, matmul_peak
+from training.model_shapes import ModelDims, dims_from_config
 
 SHAPES_DIR = Path(__file__).resolve().parents[1] / "configs" / "gpu_scale"
 DEFAULT_SHAPES = ("3b-448-lora", "3b-224-lora", "10b-224-lora", "3b-448-full")
@@ -150,59 +151,6 @@ def load_shape(name: str, shrink: bool = False, shapes_dir: Path = SHAPES_DIR) -
 
 
 @dataclass(frozen=True)
-class Dims:
-    """The widths that fix a PaliGemma's FLOPs (biases and norms are left out: under 0.1 %)."""
-
-    vision_hidden: int
-    vision_mlp: int
-    vision_layers: int
-    patch: int
-    image_tokens: int
-    text_hidden: int
-    text_mlp: int
-    text_layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int
-
-    @classmethod
-    def of(cls, arch: dict[str, Any]) -> Dims:
-        vision, text = arch["vision_config"], arch["text_config"]
-        head_dim = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
-        return cls(
-            vision["hidden_size"], vision["intermediate_size"], vision["num_hidden_layers"], vision["patch_size"],
-            (vision["image_size"] // vision["patch_size"]) ** 2, text["hidden_size"], text["intermediate_size"],
-            text["num_hidden_layers"], text["num_attention_heads"], text.get("num_key_value_heads") or
-            text["num_attention_heads"], head_dim, text["vocab_size"],
-        )  # fmt: skip
-
-    @property
-    def patch_embed(self) -> int:
-        return 3 * self.patch**2 * self.vision_hidden
-
-    @property
-    def vision_layer(self) -> int:
-        """q, k, v, o and the two MLP matmuls of one SigLIP layer."""
-        return 4 * self.vision_hidden**2 + 2 * self.vision_hidden * self.vision_mlp
-
-    @property
-    def projector(self) -> int:
-        return self.vision_hidden * self.text_hidden
-
-    @property
-    def text_layer(self) -> int:
-        """q and o (all heads), k and v (the KV heads), gate, up and down of one Gemma layer."""
-        q = self.text_hidden * self.heads * self.head_dim
-        kv = self.text_hidden * self.kv_heads * self.head_dim
-        return 2 * q + 2 * kv + 3 * self.text_hidden * self.text_mlp
-
-    @property
-    def head(self) -> int:
-        return self.text_hidden * self.vocab
-
-
-@dataclass(frozen=True)
 class Trains:
     """Which parts learn: from the run config's method and freeze fields."""
 
@@ -271,7 +219,7 @@ def _matmul(weights: float, tokens: float, trained: bool, grad_flows_in: bool) -
     return 2 * weights * tokens * (1 + grad_flows_in + trained)
 
 
-def model_flops(dims: Dims, trains: Trains, tokens: Tokens) -> Flops:
+def model_flops(dims: ModelDims, trains: Trains, tokens: Tokens) -> Flops:
     """Forward and backward model FLOPs of one example (the rules in the module docstring).
 
     The gradient flows into a part when something before it trains: SigLIP's layers when the
@@ -282,14 +230,14 @@ def model_flops(dims: Dims, trains: Trains, tokens: Tokens) -> Flops:
     """
     vision_grad = trains.vision or trains.lora_params_vision > 0
     vision = _matmul(dims.patch_embed, tokens.image, trains.vision, False) + _matmul(
-        dims.vision_layers * dims.vision_layer, tokens.image, trains.vision, vision_grad
+        dims.vision_layers * dims.vision_layer_linear, tokens.image, trains.vision, vision_grad
     )
-    projector = _matmul(dims.projector, tokens.image, trains.projector, vision_grad)
+    projector = _matmul(dims.projector_linear, tokens.image, trains.projector, vision_grad)
     text_grad = vision_grad or trains.projector or trains.text or trains.lora_params > 0
     text_tokens = tokens.prefix + tokens.answer
-    text = _matmul(dims.text_layers * dims.text_layer, text_tokens, trains.text, text_grad)
+    text = _matmul(dims.text_layers * dims.text_layer_linear, text_tokens, trains.text, text_grad)
     # Gemma ties the head to the input embeddings: a full fine-tune trains it.
-    head = _matmul(dims.head, tokens.answer, trains.text, text_grad)
+    head = _matmul(dims.head_linear, tokens.answer, trains.text, text_grad)
     lora = 6 * trains.lora_params * text_tokens + 6 * trains.lora_params_vision * tokens.image
     image_pairs = tokens.image**2
     text_pairs = tokens.prefix**2 + tokens.answer * tokens.prefix + tokens.answer * (tokens.answer + 1) / 2
@@ -457,7 +405,7 @@ def run_shape(shape: Shape, workdir: Path, peak: tuple[float, str], keep: bool =
                   for k in ("image_tokens", "tokens", "supervised_tokens")}  # fmt: skip
     answer = per_sample["supervised_tokens"]
     tokens = Tokens(per_sample["image_tokens"], per_sample["tokens"] - answer, answer)
-    result.flops = model_flops(Dims.of(arch), Trains.of(shape.run, arch), tokens)
+    result.flops = model_flops(dims_from_config(arch), Trains.of(shape.run, arch), tokens)
     return result
 
 

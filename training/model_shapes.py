@@ -64,15 +64,35 @@ class ModelDims:
         )
 
     @property
+    def patch_embed(self) -> int:
+        """Weights of SigLIP's patch embedding (a convolution: one matmul per patch)."""
+        return 3 * self.patch**2 * self.vision_hidden
+
+    @property
+    def vision_layer_linear(self) -> int:
+        """q, k, v, o and the two MLP matmuls of one SigLIP layer."""
+        return 4 * self.vision_hidden**2 + 2 * self.vision_hidden * self.vision_mlp
+
+    @property
+    def projector_linear(self) -> int:
+        return self.vision_hidden * self.text_hidden
+
+    @property
+    def head_linear(self) -> int:
+        """The output head (tied to the input embeddings)."""
+        return self.text_hidden * self.vocab
+
+    @property
     def text_layer_linear(self) -> int:
+        """q and o (all heads), k and v (the KV heads), gate, up and down of one Gemma layer."""
         d, q, kv = self.text_hidden, self.heads * self.head_dim, self.kv_heads * self.head_dim
         return 2 * d * q + 2 * d * kv + 3 * d * self.text_mlp
 
     @property
     def linear_params(self) -> int:
         """Parameters in linear layers (what a 4-bit base quantizes): all but embeddings, norms, patches."""
-        vision_linear = self.vision_layers * (4 * self.vision_hidden**2 + 2 * self.vision_hidden * self.vision_mlp)
-        return vision_linear + self.vision_hidden * self.text_hidden + self.text_layers * self.text_layer_linear
+        vision_linear = self.vision_layers * self.vision_layer_linear
+        return vision_linear + self.projector_linear + self.text_layers * self.text_layer_linear
 
     @property
     def params(self) -> int:
@@ -114,7 +134,8 @@ def dims_from_config(config: dict[str, Any]) -> ModelDims:
             vision_heads=vision["num_attention_heads"],
             text_family=text.get("model_type", "gemma"), text_hidden=text["hidden_size"],
             text_mlp=text["intermediate_size"], text_layers=text["num_hidden_layers"],
-            heads=text["num_attention_heads"], kv_heads=text["num_key_value_heads"],
+            heads=text["num_attention_heads"],
+            kv_heads=text.get("num_key_value_heads") or text["num_attention_heads"],
             head_dim=text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"],
             vocab=text["vocab_size"],
         )  # fmt: skip

@@ -12,7 +12,6 @@ from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration
 
 from benchmarks.gpu_scale import (
     DEFAULT_SHAPES,
-    Dims,
     Shape,
     ShapeResult,
     Tokens,
@@ -22,6 +21,7 @@ from benchmarks.gpu_scale import (
     model_flops,
     published_peak,
 )
+from training.model_shapes import ModelDims, dims_from_config
 
 
 def _meta_model(arch: dict) -> PaliGemmaForConditionalGeneration:
@@ -39,17 +39,17 @@ def test_every_shape_is_its_published_size_and_dims_count_its_matmuls(
     arch = load_shape(shape).architecture
     model = _meta_model(arch)
     assert low < sum(p.numel() for p in model.parameters()) < high  # published: 3 B and 10 B (9.66 B)
-    dims = Dims.of(arch)
+    dims = dims_from_config(arch)
     assert dims.image_tokens == image_tokens == arch["text_config"]["num_image_tokens"]
 
     def linear_weights(pattern: str) -> int:
         return sum(m.weight.numel() for n, m in model.named_modules()
                    if isinstance(m, torch.nn.Linear) and re.fullmatch(pattern, n))  # fmt: skip
 
-    assert linear_weights(r".*language_model\.layers\..*") == dims.text_layers * dims.text_layer
-    assert linear_weights(r".*vision_tower\.encoder\..*") == dims.vision_layers * dims.vision_layer
-    assert linear_weights(r".*multi_modal_projector.*") == dims.projector
-    assert model.lm_head.weight.numel() == dims.head
+    assert linear_weights(r".*language_model\.layers\..*") == dims.text_layers * dims.text_layer_linear
+    assert linear_weights(r".*vision_tower\.encoder\..*") == dims.vision_layers * dims.vision_layer_linear
+    assert linear_weights(r".*multi_modal_projector.*") == dims.projector_linear
+    assert model.lm_head.weight.numel() == dims.head_linear
     assert model.model.vision_tower.embeddings.patch_embedding.weight.numel() == dims.patch_embed
 
 
@@ -72,15 +72,17 @@ def test_lora_weights_of_paligemma2_3b_are_counted_from_the_target_regex() -> No
     assert Trains.of(load_shape("3b-448-full").run, shape.architecture) == Trains(True, True, True)
 
 
-HAND = Dims(vision_hidden=2, vision_mlp=3, vision_layers=1, patch=1, image_tokens=4, text_hidden=2, text_mlp=3,
-            text_layers=1, heads=1, kv_heads=1, head_dim=2, vocab=10)  # fmt: skip
+HAND = ModelDims(image_size=2, patch=1, vision_hidden=2, vision_mlp=3, vision_layers=1, vision_heads=1,
+                 text_family="gemma", text_hidden=2, text_mlp=3, text_layers=1, heads=1, kv_heads=1, head_dim=2,
+                 vocab=10)  # fmt: skip
 HAND_TOKENS = Tokens(image=4, prefix=6, answer=2)
 
 
 def test_model_flops_match_a_count_by_hand() -> None:
     # Weights: patch embedding 3*1*2 = 6, SigLIP layer 4*2*2 + 2*2*3 = 28, projector 2*2 = 4,
     # Gemma layer q,k,v,o 4*2*2 + gate/up/down 3*2*3 = 34, head 2*10 = 20.
-    assert (HAND.patch_embed, HAND.vision_layer, HAND.projector, HAND.text_layer, HAND.head) == (6, 28, 4, 34, 20)
+    weights = (HAND.patch_embed, HAND.vision_layer_linear, HAND.projector_linear, HAND.text_layer_linear)
+    assert (*weights, HAND.head_linear) == (6, 28, 4, 34, 20)
     # LoRA (5 weights), frozen SigLIP, trained projector: SigLIP forward only (2N), projector 4N
     # (no gradient below it), Gemma and head 4N (gradient through, no weight gradient), LoRA 6N.
     lora = model_flops(HAND, Trains(vision=False, projector=True, text=False, lora_params=5), HAND_TOKENS)
@@ -102,10 +104,10 @@ def test_model_flops_match_a_count_by_hand() -> None:
 
 
 def test_text_matmuls_of_a_full_fine_tune_are_6n_per_token_as_in_the_usual_rule() -> None:
-    dims = Dims.of(load_shape("3b-448-full").architecture)
+    dims = dims_from_config(load_shape("3b-448-full").architecture)
     tokens = Tokens(image=1024, prefix=1024 + 32, answer=32)
     flops = model_flops(dims, Trains(True, True, True), tokens)
-    assert flops.text == 6 * dims.text_layers * dims.text_layer * (1024 + 64)
+    assert flops.text == 6 * dims.text_layers * dims.text_layer_linear * (1024 + 64)
     pairs = 1056**2 + 32 * 1056 + 32 * 33 // 2
     assert flops.attention == 3 * (4 * 27 * 1024**2 * 1152 + 4 * 26 * pairs * 8 * 256)
     assert 0.05 < flops.attention / flops.total < 0.08  # 1.1 of 17 TFLOP per example
@@ -147,9 +149,9 @@ def test_shrunk_shape_trains_through_training_train_on_cpu(tmp_path: Path, capsy
     # The FLOPs per sample are the formula's for the sequence the loop reported: 16 image tokens.
     shape = load_shape("3b-448-lora", shrink=True)
     arch = json.loads((tmp_path / "3b-448-lora" / "models" / "3b-448-lora" / "config.json").read_text())
-    assert arch["text_config"]["num_image_tokens"] == 16 == Dims.of(arch).image_tokens
+    assert arch["text_config"]["num_image_tokens"] == 16 == dims_from_config(arch).image_tokens
     per_sample = float(cells["model TFLOP/sample"]) * 1e12
-    lower_bound = model_flops(Dims.of(arch), Trains.of(shape.run, arch), Tokens(16, 16, 1))
+    lower_bound = model_flops(dims_from_config(arch), Trains.of(shape.run, arch), Tokens(16, 16, 1))
     assert lower_bound.total < per_sample < 100 * lower_bound.total
     assert math.isclose(float(cells["TFLOP/s"]), float(cells["model TFLOP/sample"]) * samples, rel_tol=0.01)
     assert float(cells["loop peak MB"]) > 0 and cells["peak allocated GB"] == "n/a"  # no CUDA here
