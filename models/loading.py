@@ -9,6 +9,9 @@ must be complete, unpickled and made for the base it is applied to.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -203,6 +206,15 @@ def check_model_folder(folder: Path) -> None:
         )
 
 
+@contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """Around peft wrapping a model: peft reads transformers' deprecated
+    ``is_gradient_checkpointing``, a FutureWarning about peft's code that its callers cannot act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        yield
+
+
 def load_for_inference(base_ref: str, adapter_dir: Path | None = None) -> tuple[Any, PaliGemmaProcessor]:
     """The base alone, the base with a LoRA adapter applied, or a fully fine-tuned folder."""
     if adapter_dir is None:
@@ -215,7 +227,8 @@ def load_for_inference(base_ref: str, adapter_dir: Path | None = None) -> tuple[
 
     base, _ = load_base(base_ref)
     try:
-        model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
+        with peft_wrapping():
+            model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=False)
     except (RuntimeError, ValueError) as err:  # size mismatch, target modules not found
         raise _adapter_mismatch(adapter_dir, base_ref, str(err).strip().splitlines()[-1].strip()) from None
     _check_adapter_fits(model, adapter_dir, base_ref)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from transformers import PaliGemmaForConditionalGeneration
 
+from models.loading import peft_wrapping
 from training.config import Method, RunConfig
 from training.precision import place_parameters
 
@@ -46,7 +47,8 @@ def prepare_model(model: PaliGemmaForConditionalGeneration, config: RunConfig) -
         )
         # peft freezes everything it does not adapt or save, and upcasts LoRA A/B (not the
         # saved modules: place_parameters does those) to fp32.
-        wrapped: torch.nn.Module = get_peft_model(model, lora)
+        with peft_wrapping():
+            wrapped: torch.nn.Module = get_peft_model(model, lora)
     else:
         wrapped = model
         for name, param in model.named_parameters():
