@@ -397,7 +397,7 @@ def checkout_version(ws: Workspace, digest: str, *, remote: Path | str | None = 
     if restore_repo != project:
         name, settings = remote_settings(project, remote)
         with open_repo(project) as repo:
-            cache = str(repo.cache.local.path)
+            cache = str(repo.cache.local_cache_dir)
         ensure_repo(restore_repo)
         with repository_lock(restore_repo), open_repo(restore_repo) as repo, repo.config.edit("local") as conf:
             conf["core"]["remote"] = name

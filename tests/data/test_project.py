@@ -174,6 +174,10 @@ def test_what_dvc_users_type_works_beside_palitune(tmp_path: Path) -> None:
     assert restored.returncode == 0, restored.stderr
     assert Path(restored.stdout.strip()) == ws / "restored" / first
     assert (ws / "restored" / first / "train.jsonl").read_bytes() == (clone / train.relative_to(project)).read_bytes()
+    from dvc.repo import Repo
+
+    with Repo(str(ws / "restored")) as restore, Repo(str(project)) as own:
+        assert restore.cache.local.path == own.cache.local.path, "restores share the project's cache"
     missing = _palitune(tmp_path, ws, project, "data", "checkout", "0" * 32)
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0, missing.stderr
