@@ -134,12 +134,10 @@ def _in_git(root: Path) -> bool:
 
 def _write_pipeline(root: Path) -> None:
     pipeline = root / PIPELINE_FILE
-    if not _in_git(root.resolve()):
-        text = pipeline_text(tuple(dep for dep in CODE_DEPS if (root / dep).exists()))
-        if not pipeline.is_file() or pipeline.read_text() != text:
-            _replace_text(pipeline, text)
-    elif not pipeline.is_file():
-        _replace_text(pipeline, pipeline_text(tuple(dep for dep in CODE_DEPS if (root / dep).exists())))
+    owned = not (pipeline.is_file() and _in_git(root.resolve()))  # else the project's own file
+    text = pipeline_text(tuple(dep for dep in CODE_DEPS if (root / dep).exists())) if owned else ""
+    if owned and (not pipeline.is_file() or pipeline.read_text() != text):
+        _replace_text(pipeline, text)
     params = root / PARAMS_FILE
     if not params.is_file():
         _replace_text(params, PARAMS_HEADER + yaml.safe_dump(default_params(), sort_keys=True))

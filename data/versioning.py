@@ -37,7 +37,7 @@ from data.pipeline import (
 from data.progress import Progress
 from data.schema import MANIFEST_FILE, DataError, write_manifest
 from data.validate import validate_dataset
-from data.workspace import Workspace
+from data.workspace import Workspace, enclosing_dvc_repo
 
 REMOTE_NAME = "local"  # the remote a workspace without a project of its own starts with
 REMOTE_ENV = "PALITUNE_DVC_REMOTE"
@@ -80,12 +80,18 @@ def ensure_repo(root: Path, remote: Path | str | None = None) -> None:
         with Repo(str(root)) as repo:
             if remote is None or repo.config["core"].get("remote"):
                 return
-            if "://" not in str(remote):
-                remote = Path(remote).resolve()
-                remote.mkdir(parents=True, exist_ok=True)
             with repo.config.edit() as conf:
                 conf["core"]["remote"] = REMOTE_NAME
-                conf["remote"][REMOTE_NAME] = {"url": str(remote)}
+                conf["remote"][REMOTE_NAME] = {"url": _remote_url(remote)}
+
+
+def _remote_url(remote: Path | str) -> str:
+    """A URL as given; a local folder made absolute and created if missing."""
+    if "://" in str(remote):
+        return str(remote)
+    folder = Path(remote).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
 
 
 @contextmanager
@@ -121,10 +127,7 @@ def repo_config(root: Path, remote: Path | str | None = None) -> dict[str, objec
     with Repo(str(root)) as repo:
         if chosen in repo.config["remote"]:
             return {"core": {"remote": chosen}}
-    if "://" not in chosen:
-        chosen = str(Path(chosen).resolve())
-        Path(chosen).mkdir(parents=True, exist_ok=True)
-    return {"core": {"remote": NAMED_REMOTE}, "remote": {NAMED_REMOTE: {"url": chosen}}}
+    return {"core": {"remote": NAMED_REMOTE}, "remote": {NAMED_REMOTE: {"url": _remote_url(chosen)}}}
 
 
 def open_repo(root: Path, remote: Path | str | None = None):  # type: ignore[no-untyped-def]
@@ -323,9 +326,7 @@ def _add_and_push(root: Path, dataset_dir: Path, push: bool, remote: Path | str 
             commit_pipeline_output(root, stage)
             if push:
                 _push(lambda: _push_stage(root, stage, remote), root, dataset_dir, dvc_file, remote)
-        digest = locked_outputs(root)[str(dataset_dir.relative_to(root))][1]
-        listed = _files(dataset_dir)
-        files, size = len(listed), sum(p.stat().st_size for p in listed)
+        return _on_disk(dataset_dir, locked_outputs(root)[str(dataset_dir.relative_to(root))][1], dvc_file)
     return DatasetVersion(path=dataset_dir, hash=digest, dvc_file=dvc_file, files=files, size=size)
 
 
@@ -376,8 +377,13 @@ def restore_dataset(root: Path, digest: str, dest: Path, *, remote: Path | str |
                 url, None, None, f"dataset version {digest} is not on the DVC remote {url} ({type(err).__name__})"
             ) from None
     verify_dataset(dest, root)
-    files = list(_files(dest))
-    return DatasetVersion(dest, digest, dvc_file, files=len(files), size=sum(p.stat().st_size for p in files))
+    return _on_disk(dest, digest, dvc_file)
+
+
+def _on_disk(folder: Path, digest: str, dvc_file: Path) -> DatasetVersion:
+    """Version ``digest`` as the files of ``folder`` hold it, counted and sized."""
+    files = _files(folder)
+    return DatasetVersion(folder, digest, dvc_file, files=len(files), size=sum(p.stat().st_size for p in files))
 
 
 def checkout_version(ws: Workspace, digest: str, *, remote: Path | str | None = None) -> DatasetVersion:
@@ -408,20 +414,15 @@ def checkout_version(ws: Workspace, digest: str, *, remote: Path | str | None = 
     if dest.is_dir():
         try:
             if verify_dataset(dest, restore_repo) == digest:
-                files = list(_files(dest))
-                dvc_file = dest.with_name(dest.name + ".dvc")
-                return DatasetVersion(dest, digest, dvc_file, len(files), sum(p.stat().st_size for p in files))
+                return _on_disk(dest, digest, dest.with_name(dest.name + ".dvc"))
         except DataError:
             pass  # edited or half-restored: fetch it again
     return restore_dataset(restore_repo, digest, dest, remote=remote)
 
 
 def find_repo_root(path: Path) -> Path | None:
-    """The DVC repository holding ``path``: the nearest parent with a ``.dvc`` folder."""
-    for parent in Path(path).resolve().parents:
-        if (parent / ".dvc").is_dir():
-            return parent
-    return None
+    """The DVC repository holding the dataset folder ``path``: its nearest parent with ``.dvc/``."""
+    return enclosing_dvc_repo(Path(path).resolve().parent)
 
 
 def _files(folder: Path) -> list[Path]:

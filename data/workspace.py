@@ -19,6 +19,12 @@ HOME_ENV = "PALITUNE_HOME"
 PROJECT_ENV = "PALITUNE_PROJECT"
 
 
+def enclosing_dvc_repo(path: Path) -> Path | None:
+    """The DVC repository holding ``path``: ``path`` itself or its nearest parent with ``.dvc/``."""
+    path = Path(path).resolve()
+    return next((p for p in (path, *path.parents) if (p / ".dvc").is_dir()), None)
+
+
 @dataclass(frozen=True)
 class Workspace:
     """The layout of a palitune workspace folder."""
@@ -36,7 +42,7 @@ class Workspace:
         named = os.environ.get(PROJECT_ENV)
         if named:
             return Path(named).expanduser().resolve()
-        return next((p for p in (self.root, *self.root.parents) if (p / ".dvc").is_dir()), self.root)
+        return enclosing_dvc_repo(self.root) or self.root
 
     @property
     def models(self) -> Path:
